@@ -1,0 +1,1 @@
+//! Drawing detections onto frames.

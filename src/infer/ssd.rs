@@ -1,0 +1,1 @@
+//! Raw SSD heads: anchor generation, box decoding and class-aware NMS.

@@ -1,0 +1,8 @@
+//! edgevision: a real-time object-detection daemon for edge devices.
+//!
+//! Data flows one way: source -> infer -> annotate -> encode -> broadcast.
+//! This crate holds every stage as a module; `main.rs` only parses the
+//! command line and calls into them.
+
+pub mod annotate;
+pub mod infer;
