@@ -5,4 +5,6 @@
 //! command line and calls into them.
 
 pub mod annotate;
+pub mod cmd;
 pub mod infer;
+pub mod tflite;

@@ -1,1 +1,47 @@
-fn main() {}
+//! The `edgevision` command line.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use edgevision::cmd;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "edgevision",
+    version,
+    about = "Real-time object detection for edge devices"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Detect objects in image files and print or draw the results.
+    Detect(cmd::detect::DetectArgs),
+    /// Time inference through edgevision against the runtime alone (JSON).
+    BenchModel(cmd::bench_model::BenchModelArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EDGEVISION_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let result = match cli.command {
+        Command::Detect(args) => cmd::detect::run(args),
+        Command::BenchModel(args) => cmd::bench_model::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,649 @@
 //! Drawing detections onto frames.
+//!
+//! [`draw_detections`] outlines every detection in a colour chosen from its
+//! label ([`palette::label_color`]) and puts a filled tag with
+//! `"{label} {score}%"` above the box; [`draw_text_block`] draws a
+//! semi-opaque panel of text lines for status overlays. Text uses the
+//! built-in bitmap font in [`font`]. Nothing here allocates per frame, and
+//! no input (box coordinates, NaN, strings, image size) makes it panic.
+
+pub mod font;
+pub mod palette;
+
+use image::{Rgb, RgbImage};
+use imageproc::drawing::draw_filled_rect_mut;
+use imageproc::rect::Rect;
+
+use crate::infer::detection::{BBox, Detection};
+
+pub use font::{draw_text, text_height, text_size, text_width};
+pub use palette::{label_color, text_color_on};
+
+/// How boxes and text are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnotateStyle {
+    /// Box outline thickness in pixels (0 is drawn as 1).
+    pub line_width: u32,
+    /// Integer font scale: glyphs are 5x9 pixels at 1 (0 is drawn as 1).
+    pub font_scale: u32,
+    /// Append the score as a percentage to each label.
+    pub show_score: bool,
+}
+
+impl Default for AnnotateStyle {
+    /// Suits a 640x480 frame: 2 px lines, font scale 2, scores shown.
+    fn default() -> Self {
+        Self {
+            line_width: 2,
+            font_scale: 2,
+            show_score: true,
+        }
+    }
+}
+
+impl AnnotateStyle {
+    /// Line width and font scale for a `width` x `height` frame: one step
+    /// per 240 px of the shorter side, at least 1 (so 320x240 -> 1,
+    /// 640x480 -> 2, 1280x720 -> 3, 1920x1080 -> 4). Scores are shown.
+    pub fn for_size(width: u32, height: u32) -> Self {
+        let step = (width.min(height) / 240).max(1);
+        Self {
+            line_width: step,
+            font_scale: step,
+            show_score: true,
+        }
+    }
+}
+
+/// Box coordinates beyond this many pixels are clamped before conversion to
+/// integers; no image is that large, and it keeps the arithmetic in range.
+const COORD_LIMIT: f32 = 1_000_000.0;
+
+/// A box in whole pixels, `[x0, x1) x [y0, y1)`, not necessarily inside the
+/// image but non-empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PixRect {
+    x0: i64,
+    y0: i64,
+    x1: i64,
+    y1: i64,
+}
+
+impl PixRect {
+    /// Rounds a detection box to pixels and clips it to a `w` x `h` image
+    /// (so a box reaching past the frame is outlined along the frame edge);
+    /// `None` for NaN, zero-size or inverted boxes and boxes entirely
+    /// outside the image.
+    fn from_bbox(b: &BBox, w: u32, h: u32) -> Option<Self> {
+        let conv = |v: f32| -> Option<i64> {
+            if v.is_nan() {
+                None
+            } else {
+                Some(v.clamp(-COORD_LIMIT, COORD_LIMIT).round() as i64)
+            }
+        };
+        let r = Self {
+            x0: conv(b.left)?,
+            y0: conv(b.top)?,
+            x1: conv(b.right)?,
+            y1: conv(b.bottom)?,
+        };
+        let visible =
+            r.x0 < r.x1 && r.y0 < r.y1 && r.x1 > 0 && r.y1 > 0 && r.x0 < w as i64 && r.y0 < h as i64;
+        visible.then_some(Self {
+            x0: r.x0.max(0),
+            y0: r.y0.max(0),
+            x1: r.x1.min(w as i64),
+            y1: r.y1.min(h as i64),
+        })
+    }
+}
+
+/// Fills `[x0, x1) x [y0, y1)` clipped to the image (empty or outside: no-op).
+fn fill_rect(img: &mut RgbImage, x0: i64, y0: i64, x1: i64, y1: i64, color: Rgb<u8>) {
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    let (x0, y0, x1, y1) = (x0.max(0), y0.max(0), x1.min(w), y1.min(h));
+    if x0 >= x1 || y0 >= y1 {
+        return;
+    }
+    // Clipped to the image, so every value fits and the size is positive.
+    let rect = Rect::at(x0 as i32, y0 as i32).of_size((x1 - x0) as u32, (y1 - y0) as u32);
+    draw_filled_rect_mut(img, rect, color);
+}
+
+/// Blends `[x0, x1) x [y0, y1)` (clipped) towards `color` by `alpha`/255.
+fn blend_rect(img: &mut RgbImage, x0: i64, y0: i64, x1: i64, y1: i64, color: Rgb<u8>, alpha: u8) {
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    let (x0, y0, x1, y1) = (x0.max(0), y0.max(0), x1.min(w), y1.min(h));
+    if x0 >= x1 || y0 >= y1 {
+        return;
+    }
+    let a = alpha as u32;
+    let stride = w as usize * 3;
+    let buf: &mut [u8] = img.as_mut();
+    for y in y0 as usize..y1 as usize {
+        let row = &mut buf[y * stride + x0 as usize * 3..y * stride + x1 as usize * 3];
+        for p in row.chunks_exact_mut(3) {
+            for (v, &c) in p.iter_mut().zip(&color.0) {
+                *v = ((*v as u32 * (255 - a) + c as u32 * a + 127) / 255) as u8;
+            }
+        }
+    }
+}
+
+/// Draws a `width`-px outline just inside `r` (clipped to the image).
+fn draw_outline(img: &mut RgbImage, r: PixRect, width: u32, color: Rgb<u8>) {
+    let lw = width.max(1) as i64;
+    let PixRect { x0, y0, x1, y1 } = r;
+    // Thicker than half the box: the outline fills it.
+    if 2 * lw >= x1 - x0 || 2 * lw >= y1 - y0 {
+        fill_rect(img, x0, y0, x1, y1, color);
+        return;
+    }
+    fill_rect(img, x0, y0, x1, y0 + lw, color); // top
+    fill_rect(img, x0, y1 - lw, x1, y1, color); // bottom
+    fill_rect(img, x0, y0 + lw, x0 + lw, y1 - lw, color); // left
+    fill_rect(img, x1 - lw, y0 + lw, x1, y1 - lw, color); // right
+}
+
+/// `" 95%"` for a score in 0..=1 (clamped), as a stack buffer and length;
+/// empty for a non-finite score.
+fn score_suffix(score: f32) -> ([u8; 5], usize) {
+    let mut buf = [b' '; 5];
+    if !score.is_finite() {
+        return (buf, 0);
+    }
+    let pct = (score.clamp(0.0, 1.0) * 100.0).round() as u32;
+    let mut len = 1;
+    if pct >= 100 {
+        buf[len] = b'1';
+        len += 1;
+    }
+    if pct >= 10 {
+        buf[len] = b'0' + (pct / 10 % 10) as u8;
+        len += 1;
+    }
+    buf[len] = b'0' + (pct % 10) as u8;
+    buf[len + 1] = b'%';
+    (buf, len + 2)
+}
+
+/// Where the label tag of a box goes: above the box if it fits inside the
+/// image there, otherwise inside the box at its top; shifted left and
+/// up/down as needed to stay inside the image. Returns `(x, y)`.
+fn tag_position(r: PixRect, tag_w: i64, tag_h: i64, img_w: i64, img_h: i64) -> (i64, i64) {
+    let y = if r.y0 - tag_h >= 0 {
+        r.y0 - tag_h
+    } else {
+        r.y0.max(0)
+    };
+    let y = y.min(img_h - tag_h).max(0);
+    let x = r.x0.min(img_w - tag_w).max(0);
+    (x, y)
+}
+
+/// Draws every detection: a `style.line_width` outline in the label's
+/// colour, then (after all outlines, so no outline covers a tag) a filled
+/// tag above each box with `"{label} {score}%"` in black or white, whichever
+/// reads better on the tag colour. Boxes with NaN coordinates, zero or
+/// negative size, or entirely outside the image are skipped; the rest are
+/// clipped to the image first, so the part of a box reaching past the frame
+/// is outlined along the frame edge. Outlines lie inside the box.
+pub fn draw_detections(img: &mut RgbImage, dets: &[Detection], style: &AnnotateStyle) {
+    let (img_w, img_h) = (img.width(), img.height());
+    for det in dets {
+        if let Some(r) = PixRect::from_bbox(&det.bbox, img_w, img_h) {
+            draw_outline(img, r, style.line_width, label_color(&det.label));
+        }
+    }
+    for det in dets {
+        if let Some(r) = PixRect::from_bbox(&det.bbox, img_w, img_h) {
+            draw_tag(img, r, det, style);
+        }
+    }
+}
+
+fn draw_tag(img: &mut RgbImage, r: PixRect, det: &Detection, style: &AnnotateStyle) {
+    let scale = style.font_scale.max(1);
+    let (suffix_buf, mut suffix_len) = if style.show_score {
+        score_suffix(det.score)
+    } else {
+        ([0; 5], 0)
+    };
+    // Without a label the suffix loses its leading space.
+    let label = det.label.as_str();
+    let mut suffix_start = 0;
+    if label.is_empty() && suffix_len > 0 {
+        suffix_start = 1;
+        suffix_len -= 1;
+    }
+    let suffix =
+        std::str::from_utf8(&suffix_buf[suffix_start..suffix_start + suffix_len]).unwrap_or_default();
+    let label_chars = label.chars().count();
+    let chars = label_chars + suffix.len();
+    if chars == 0 {
+        return;
+    }
+    let pad = scale as i64;
+    let text_w = font::width_of_chars(chars, scale) as i64;
+    let text_h = font::text_height(scale) as i64;
+    let (tag_w, tag_h) = (text_w + 2 * pad, text_h + 2 * pad);
+    let (x, y) = tag_position(r, tag_w, tag_h, img.width() as i64, img.height() as i64);
+
+    let bg = label_color(label);
+    fill_rect(img, x, y, x + tag_w, y + tag_h, bg);
+    let fg = text_color_on(bg);
+    let (tx, ty) = (clamp_i32(x + pad), clamp_i32(y + pad));
+    let after_label = draw_text(img, tx, ty, label, scale, fg);
+    if !suffix.is_empty() {
+        draw_text(img, clamp_i32(after_label), ty, suffix, scale, fg);
+    }
+}
+
+fn clamp_i32(v: i64) -> i32 {
+    v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+}
+
+/// Panel colour and opacity (out of 255) for [`draw_text_block`].
+const PANEL_COLOR: Rgb<u8> = Rgb([0, 0, 0]);
+const PANEL_ALPHA: u8 = 160;
+
+/// Draws `lines` in white on a semi-opaque dark panel whose top-left corner
+/// is `(x, y)`, at `style.font_scale`. The panel is sized to the widest line
+/// plus padding and clipped to the image; nothing is drawn for no lines.
+pub fn draw_text_block(img: &mut RgbImage, x: i32, y: i32, lines: &[&str], style: &AnnotateStyle) {
+    if lines.is_empty() {
+        return;
+    }
+    let scale = style.font_scale.max(1);
+    let s = scale as i64;
+    let pad = 2 * s;
+    let line_step = font::LINE_HEIGHT as i64 * s;
+    let max_w = lines
+        .iter()
+        .map(|l| text_width(l, scale) as i64)
+        .max()
+        .unwrap_or(0);
+    let n = lines.len() as i64;
+    let panel_w = max_w + 2 * pad;
+    // Lines are LINE_HEIGHT apart; the last one needs only GLYPH_H.
+    let panel_h = n
+        .saturating_mul(line_step)
+        .saturating_sub(s)
+        .saturating_add(2 * pad);
+    let (x, y) = (x as i64, y as i64);
+    blend_rect(
+        img,
+        x,
+        y,
+        x + panel_w,
+        y.saturating_add(panel_h),
+        PANEL_COLOR,
+        PANEL_ALPHA,
+    );
+    let img_h = img.height() as i64;
+    let tx = clamp_i32(x + pad);
+    for (i, line) in lines.iter().enumerate() {
+        let ly = (i as i64).saturating_mul(line_step).saturating_add(y + pad);
+        if ly >= img_h {
+            break;
+        }
+        if ly + line_step > 0 {
+            draw_text(img, tx, clamp_i32(ly), line, scale, palette::WHITE);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BG: Rgb<u8> = Rgb([40, 40, 40]);
+
+    fn det(label: &str, score: f32, left: f32, top: f32, right: f32, bottom: f32) -> Detection {
+        Detection {
+            label: label.to_string(),
+            class_id: 0,
+            score,
+            bbox: BBox {
+                left,
+                top,
+                right,
+                bottom,
+            },
+        }
+    }
+
+    fn canvas(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_pixel(w, h, BG)
+    }
+
+    #[test]
+    fn style_defaults_and_size_helper() {
+        let d = AnnotateStyle::default();
+        assert_eq!((d.line_width, d.font_scale, d.show_score), (2, 2, true));
+        assert_eq!(AnnotateStyle::for_size(640, 480), d);
+        let s = AnnotateStyle::for_size(320, 240);
+        assert_eq!((s.line_width, s.font_scale), (1, 1));
+        let s = AnnotateStyle::for_size(1920, 1080);
+        assert_eq!((s.line_width, s.font_scale), (4, 4));
+        let s = AnnotateStyle::for_size(0, 0);
+        assert_eq!((s.line_width, s.font_scale), (1, 1));
+        // Portrait frames are judged by their short side too.
+        assert_eq!(AnnotateStyle::for_size(480, 640), d);
+    }
+
+    #[test]
+    fn score_suffix_formats_percentages() {
+        let s = |v: f32| {
+            let (b, n) = score_suffix(v);
+            String::from_utf8(b[..n].to_vec()).unwrap()
+        };
+        assert_eq!(s(0.953), " 95%");
+        assert_eq!(s(0.0), " 0%");
+        assert_eq!(s(0.05), " 5%");
+        assert_eq!(s(1.0), " 100%");
+        assert_eq!(s(7.0), " 100%");
+        assert_eq!(s(-1.0), " 0%");
+        assert_eq!(s(f32::NAN), "");
+        assert_eq!(s(f32::INFINITY), "");
+    }
+
+    #[test]
+    fn box_outline_is_drawn_and_interior_untouched() {
+        let mut img = canvas(200, 160);
+        let style = AnnotateStyle {
+            line_width: 3,
+            font_scale: 1,
+            show_score: true,
+        };
+        draw_detections(&mut img, &[det("dog", 0.95, 40.0, 60.0, 140.0, 150.0)], &style);
+        let c = label_color("dog");
+        // Every side, at the outer edge and at the innermost line pixel.
+        for (x, y) in [
+            (90, 60),
+            (90, 62),
+            (90, 149),
+            (90, 147),
+            (40, 100),
+            (42, 100),
+            (139, 100),
+            (137, 100),
+        ] {
+            assert_eq!(*img.get_pixel(x, y), c, "outline at {x},{y}");
+        }
+        // Just inside the outline, the centre, and just outside: untouched.
+        for (x, y) in [
+            (90, 63),
+            (90, 146),
+            (43, 100),
+            (136, 100),
+            (90, 105),
+            (39, 100),
+            (140, 100),
+            (90, 150),
+        ] {
+            assert_eq!(*img.get_pixel(x, y), BG, "untouched at {x},{y}");
+        }
+        // The tag sits directly above the box, left-aligned with it.
+        let tag_h = text_height(1) + 2;
+        assert_eq!(*img.get_pixel(40, 60 - tag_h), c);
+        assert_eq!(*img.get_pixel(40, 60 - tag_h - 1), BG);
+        let tag_w = text_width("dog 95%", 1) + 2;
+        assert_eq!(*img.get_pixel(40 + tag_w - 1, 59), c);
+        assert_eq!(*img.get_pixel(40 + tag_w, 59), BG);
+        // And contains text in the contrasting colour.
+        let fg = text_color_on(c);
+        let text_px = (40..40 + tag_w)
+            .flat_map(|x| (60 - tag_h..60).map(move |y| (x, y)))
+            .filter(|&(x, y)| *img.get_pixel(x, y) == fg)
+            .count();
+        assert!(text_px > 20, "only {text_px} text pixels");
+    }
+
+    #[test]
+    fn label_tag_moves_inside_the_box_at_the_top_edge() {
+        let style = AnnotateStyle {
+            line_width: 2,
+            font_scale: 2,
+            show_score: true,
+        };
+        let c = label_color("person");
+        for top in [0.0, 5.0, -30.0] {
+            let mut img = canvas(160, 120);
+            draw_detections(&mut img, &[det("person", 0.5, 10.0, top, 150.0, 110.0)], &style);
+            let tag_h = text_height(2) + 4;
+            let top_px = (top as i64).max(0) as u32;
+            // The tag's left column, from the box top down, is tag colour.
+            for y in top_px..top_px + tag_h {
+                assert_eq!(*img.get_pixel(10, y), c, "top {top}, y {y}");
+                assert_eq!(*img.get_pixel(11, y), c, "top {top}, y {y}");
+            }
+            // Its text is inside the image, i.e. some pixels have the text colour.
+            let fg = text_color_on(c);
+            assert!(img.pixels().any(|p| *p == fg));
+        }
+    }
+
+    #[test]
+    fn tag_position_rules() {
+        let r = PixRect {
+            x0: 50,
+            y0: 40,
+            x1: 90,
+            y1: 80,
+        };
+        assert_eq!(tag_position(r, 30, 12, 200, 100), (50, 28)); // above
+        assert_eq!(tag_position(r, 30, 50, 200, 100), (50, 40)); // no room: inside
+        assert_eq!(tag_position(r, 170, 12, 200, 100), (30, 28)); // pushed left
+        assert_eq!(tag_position(r, 300, 12, 200, 100), (0, 28)); // wider than image
+        let low = PixRect {
+            x0: 0,
+            y0: 95,
+            x1: 10,
+            y1: 120,
+        };
+        assert_eq!(tag_position(low, 30, 12, 200, 100), (0, 83));
+        let out = PixRect {
+            x0: -20,
+            y0: -20,
+            x1: 10,
+            y1: 10,
+        };
+        assert_eq!(tag_position(out, 30, 12, 200, 100), (0, 0));
+    }
+
+    #[test]
+    fn degenerate_boxes_are_skipped_and_nothing_panics() {
+        let style = AnnotateStyle::default();
+        let n = f32::NAN;
+        let inf = f32::INFINITY;
+        let skipped = [
+            det("nan", 0.9, n, 10.0, 50.0, 50.0),
+            det("nan", 0.9, 10.0, 10.0, 50.0, n),
+            det("zero", 0.9, 20.0, 20.0, 20.0, 40.0),
+            det("zero", 0.9, 20.0, 20.0, 40.0, 20.0),
+            det("inverted", 0.9, 50.0, 50.0, 10.0, 10.0),
+            det("left of", 0.9, -500.0, 10.0, -100.0, 50.0),
+            det("below", 0.9, 10.0, 1e9, 50.0, 2e9),
+            det("at right edge", 0.9, 64.0, 10.0, 90.0, 20.0),
+        ];
+        let mut img = canvas(64, 48);
+        draw_detections(&mut img, &skipped, &style);
+        assert!(img.pixels().all(|p| *p == BG), "a skipped box was drawn");
+
+        let clipped = [
+            det("huge", 0.9, -1e30, -1e30, 1e30, 1e30),
+            det("inf", f32::NAN, -inf, -inf, inf, inf),
+            det("neg", -3.0, -50.0, -50.0, 5.0, 5.0),
+            det("max", 2.0, f32::MIN, 3.0, f32::MAX, 4.0),
+            det("tiny", 0.5, 30.4, 30.4, 30.6, 30.6),
+            det("", 0.5, 1.0, 1.0, 3.0, 3.0),
+            det("日本語 ünïcode \u{1F600}", 0.5, 10.0, 10.0, 40.0, 40.0),
+            det(&"very long label ".repeat(100), 0.5, 10.0, 10.0, 40.0, 40.0),
+        ];
+        for style in [
+            style,
+            AnnotateStyle {
+                line_width: 0,
+                font_scale: 0,
+                show_score: false,
+            },
+            AnnotateStyle {
+                line_width: u32::MAX,
+                font_scale: u32::MAX,
+                show_score: true,
+            },
+            AnnotateStyle {
+                line_width: 1000,
+                font_scale: 50,
+                show_score: true,
+            },
+        ] {
+            for size in [(64, 48), (1, 1), (0, 0), (0, 10), (3, 200)] {
+                let mut img = canvas(size.0, size.1);
+                draw_detections(&mut img, &clipped, &style);
+                draw_detections(&mut img, &skipped, &style);
+            }
+        }
+        // A box covering the whole image still shows its outline.
+        let mut img = canvas(64, 48);
+        draw_detections(
+            &mut img,
+            &clipped[..1],
+            &AnnotateStyle {
+                show_score: false,
+                ..style
+            },
+        );
+        assert_eq!(*img.get_pixel(63, 47), label_color("huge"));
+    }
+
+    #[test]
+    fn text_block_darkens_a_panel_and_writes_white_text() {
+        let mut img = RgbImage::from_pixel(120, 80, Rgb([200, 200, 200]));
+        let style = AnnotateStyle {
+            line_width: 1,
+            font_scale: 1,
+            show_score: true,
+        };
+        draw_text_block(&mut img, 10, 5, &["FPS 30.0", "lat 12 ms"], &style);
+        let pad = 2;
+        let w = text_width("lat 12 ms", 1) + 2 * pad;
+        let h = 2 * 10 - 1 + 2 * pad;
+        let (x0, y0) = (10, 5);
+        let (mut dark, mut white) = (0, 0);
+        for (x, y, p) in img.enumerate_pixels() {
+            let inside = (x0..x0 + w).contains(&x) && (y0..y0 + h).contains(&y);
+            if !inside {
+                assert_eq!(p.0, [200, 200, 200], "outside panel at {x},{y}");
+            } else if p.0 == [255, 255, 255] {
+                white += 1;
+            } else {
+                // Semi-opaque: darker than before but not black.
+                assert!(p.0[0] < 120 && p.0[0] > 30, "{p:?} at {x},{y}");
+                dark += 1;
+            }
+        }
+        assert!(white > 40 && dark > white);
+        // Off-image and degenerate inputs.
+        for (x, y) in [
+            (-1000, -1000),
+            (i32::MAX, 0),
+            (i32::MIN, i32::MIN),
+            (100, 70),
+            (-5, 70),
+        ] {
+            draw_text_block(&mut img, x, y, &["a", "", "日本"], &style);
+        }
+        let huge = AnnotateStyle {
+            font_scale: u32::MAX,
+            ..style
+        };
+        draw_text_block(&mut img, 0, 0, &["x"; 100], &huge);
+        draw_text_block(&mut img, 0, 0, &[], &style);
+        draw_text_block(&mut RgbImage::new(0, 0), 0, 0, &["x"], &style);
+    }
+
+    /// Writes `edgevision_annotate_demo.png` to the temp dir for a visual check.
+    #[test]
+    fn demo_png() {
+        let (w, h) = (640, 480);
+        // A background with dark, light and coloured regions.
+        let mut img = RgbImage::from_fn(w, h, |x, y| {
+            let v = (x * 255 / w) as u8;
+            if y < h / 2 {
+                Rgb([v, v, v])
+            } else {
+                Rgb([v, (y * 255 / h) as u8, 255 - v])
+            }
+        });
+        let dets = [
+            det("dog", 0.953, 30.0, 40.0, 220.0, 200.0),
+            det("cat", 0.81, 250.0, 0.0, 400.0, 150.0),
+            det("person", 0.67, 420.0, 60.0, 630.0, 460.0),
+            det("traffic light", 0.42, 560.0, 250.0, 660.0, 300.0),
+            det("car", 1.0, 40.0, 260.0, 300.0, 420.0),
+            det("bicycle", 0.05, 310.0, 300.0, 400.0, 470.0),
+        ];
+        let style = AnnotateStyle::for_size(w, h);
+        draw_detections(&mut img, &dets, &style);
+        draw_text_block(
+            &mut img,
+            240,
+            180,
+            &["FPS 29.97", "infer 12.3 ms", "top-1: tabby cat 0.81"],
+            &style,
+        );
+        let all: String = (0x20u8..=0x7e).map(char::from).collect();
+        let (a, b) = all.split_at(48);
+        draw_text_block(
+            &mut img,
+            0,
+            420,
+            &[a, b],
+            &AnnotateStyle {
+                font_scale: 1,
+                ..style
+            },
+        );
+        let dir = std::env::temp_dir();
+        let path = dir.join("edgevision_annotate_demo.png");
+        img.save(&path).unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() > 0);
+        eprintln!("wrote {}", path.display());
+    }
+
+    /// Timing of the per-frame work; run with
+    /// `cargo test --release --lib annotate -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn bench_640x480_ten_detections() {
+        let mut img = canvas(640, 480);
+        let dets: Vec<Detection> = (0..10)
+            .map(|i| {
+                let f = i as f32;
+                det(
+                    ["person", "dog", "car"][i % 3],
+                    0.5 + f / 25.0,
+                    20.0 + 55.0 * f,
+                    30.0 + 30.0 * f,
+                    150.0 + 45.0 * f,
+                    200.0 + 25.0 * f,
+                )
+            })
+            .collect();
+        let style = AnnotateStyle::for_size(640, 480);
+        let iters = 2000;
+        let t = std::time::Instant::now();
+        for _ in 0..iters {
+            draw_detections(&mut img, &dets, &style);
+            draw_text_block(&mut img, 4, 4, &["FPS 30.0", "infer 12.0 ms"], &style);
+        }
+        let per = t.elapsed() / iters;
+        eprintln!("{per:?} per frame");
+        if !cfg!(debug_assertions) {
+            assert!(per < std::time::Duration::from_micros(500), "{per:?}");
+        }
+    }
+}

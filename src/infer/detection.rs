@@ -32,7 +32,11 @@ impl BBox {
         let b = self.bottom.min(other.bottom);
         let inter = (r - l).max(0.0) * (b - t).max(0.0);
         let union = self.area() + other.area() - inter;
-        if union <= 0.0 { 0.0 } else { inter / union }
+        if union <= 0.0 {
+            0.0
+        } else {
+            inter / union
+        }
     }
 
     /// Serialised as `[left, top, right, bottom]`, as `detect --json` prints it.
@@ -69,11 +73,26 @@ mod tests {
 
     #[test]
     fn iou_of_identical_boxes_is_one_and_disjoint_is_zero() {
-        let a = BBox { left: 0.0, top: 0.0, right: 10.0, bottom: 10.0 };
-        let b = BBox { left: 20.0, top: 20.0, right: 30.0, bottom: 30.0 };
+        let a = BBox {
+            left: 0.0,
+            top: 0.0,
+            right: 10.0,
+            bottom: 10.0,
+        };
+        let b = BBox {
+            left: 20.0,
+            top: 20.0,
+            right: 30.0,
+            bottom: 30.0,
+        };
         assert!((a.iou(&a) - 1.0).abs() < 1e-6);
         assert_eq!(a.iou(&b), 0.0);
-        let c = BBox { left: 5.0, top: 0.0, right: 15.0, bottom: 10.0 };
+        let c = BBox {
+            left: 5.0,
+            top: 0.0,
+            right: 15.0,
+            bottom: 10.0,
+        };
         assert!((a.iou(&c) - 50.0 / 150.0).abs() < 1e-6);
     }
 }

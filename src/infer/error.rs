@@ -1,0 +1,41 @@
+//! Errors of the inference engine. Each names the file or call at fault and,
+//! where there is one, what to do about it.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    #[error("LiteRT runtime library not found; tried:\n  {}\nRun scripts/setup, or pass --runtime PATH / set EDGEVISION_LITERT to libLiteRt.so", .tried.join("\n  "))]
+    RuntimeNotFound { tried: Vec<String> },
+
+    #[error("cannot use {} as the LiteRT runtime: {reason}", .path.display())]
+    RuntimeInvalid { path: PathBuf, reason: String },
+
+    #[error("LiteRT call {call} failed: {message}")]
+    Runtime { call: &'static str, message: String },
+
+    #[error("cannot read model {}: {source}", .path.display())]
+    ModelRead { path: PathBuf, source: std::io::Error },
+
+    #[error("invalid model {}: {reason}", .path.display())]
+    ModelInvalid { path: PathBuf, reason: String },
+
+    #[error("model {} is not supported: {reason}", .path.display())]
+    ModelUnsupported { path: PathBuf, reason: String },
+
+    #[error("cannot read labels {}: {source}", .path.display())]
+    LabelsRead { path: PathBuf, source: std::io::Error },
+
+    #[error("labels {} do not fit the model: {reason}", .path.display())]
+    LabelsMismatch { path: PathBuf, reason: String },
+
+    #[error("invalid labels {} line {line}: {reason}", .path.display())]
+    LabelsInvalid {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+
+    #[error("invalid inference settings: {0}")]
+    Settings(String),
+}

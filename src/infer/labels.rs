@@ -1,0 +1,181 @@
+//! Label files: `id name` lines (COCO ids with gaps) or one name a line.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::error::InferError;
+
+/// Class id -> name. Ids the file does not name print as `class N`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Labels {
+    names: BTreeMap<u32, String>,
+    /// True for `id name` files, false for one name a line.
+    explicit_ids: bool,
+    source: Option<PathBuf>,
+}
+
+impl Labels {
+    /// Reads and parses a label file.
+    pub fn load(path: &Path) -> Result<Self, InferError> {
+        let text = std::fs::read_to_string(path).map_err(|source| InferError::LabelsRead {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut labels = Self::parse(&text).map_err(|(line, reason)| InferError::LabelsInvalid {
+            path: path.to_path_buf(),
+            line,
+            reason,
+        })?;
+        labels.source = Some(path.to_path_buf());
+        Ok(labels)
+    }
+
+    /// Parses label text. The format is `id name` when every non-empty line
+    /// starts with a number followed by whitespace and a name; otherwise each
+    /// line (empty ones included, as they hold a place) is one name.
+    pub fn parse(text: &str) -> Result<Self, (usize, String)> {
+        let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+        let non_empty: Vec<(usize, &str)> = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| (i + 1, l.trim()))
+            .collect();
+        if non_empty.is_empty() {
+            return Err((1, "the file holds no labels".into()));
+        }
+        let explicit = non_empty.iter().all(|(_, l)| split_id(l).is_some());
+        let mut names = BTreeMap::new();
+        if explicit {
+            for (line, l) in non_empty {
+                let (id, name) = split_id(l).expect("checked above");
+                if names.insert(id, name.to_string()).is_some() {
+                    return Err((line, format!("class id {id} appears twice")));
+                }
+            }
+        } else {
+            // A trailing newline yields no extra line with `lines()`.
+            for (i, l) in lines.iter().enumerate() {
+                names.insert(i as u32, l.trim().to_string());
+            }
+        }
+        Ok(Labels {
+            names,
+            explicit_ids: explicit,
+            source: None,
+        })
+    }
+
+    /// The name for a class id.
+    pub fn name(&self, id: u32) -> String {
+        match self.names.get(&id) {
+            Some(n) if !n.is_empty() => n.clone(),
+            _ => format!("class {id}"),
+        }
+    }
+
+    /// The name for a class id without allocating, if the file names it.
+    pub fn get(&self, id: u32) -> Option<&str> {
+        self.names.get(&id).map(String::as_str).filter(|n| !n.is_empty())
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Largest class id the file names.
+    pub fn max_id(&self) -> Option<u32> {
+        self.names.keys().next_back().copied()
+    }
+
+    pub fn is_explicit(&self) -> bool {
+        self.explicit_ids
+    }
+
+    /// Checks that the labels fit a model with `num_classes` outputs per box.
+    /// `id name` files may leave gaps but must not name ids the model cannot
+    /// produce; one-name-a-line files must have exactly one line per class.
+    pub fn check_fits(&self, num_classes: usize) -> Result<(), InferError> {
+        let path = self.source.clone().unwrap_or_else(|| PathBuf::from("<labels>"));
+        let reason = if self.explicit_ids {
+            match self.max_id() {
+                Some(max) if max as usize >= num_classes => Some(format!(
+                    "it names class id {max}, but the model has only {num_classes} classes (ids 0..{})",
+                    num_classes.saturating_sub(1)
+                )),
+                _ => None,
+            }
+        } else if self.names.len() != num_classes {
+            Some(format!(
+                "it has {} labels, but the model has {num_classes} classes",
+                self.names.len()
+            ))
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(InferError::LabelsMismatch { path, reason }),
+            None => Ok(()),
+        }
+    }
+}
+
+fn split_id(line: &str) -> Option<(u32, &str)> {
+    let end = line.find(|c: char| !c.is_ascii_digit())?;
+    if end == 0 {
+        return None;
+    }
+    let rest = &line[end..];
+    if !rest.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let name = rest.trim();
+    if name.is_empty() {
+        return None;
+    }
+    Some((line[..end].parse().ok()?, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_name_files_keep_gaps() {
+        let l = Labels::parse("0  person\n1  bicycle\n16  cat\n17  dog\n").unwrap();
+        assert!(l.is_explicit());
+        assert_eq!(l.name(16), "cat");
+        assert_eq!(l.name(17), "dog");
+        assert_eq!(l.name(5), "class 5");
+        assert_eq!(l.max_id(), Some(17));
+        assert!(l.check_fits(90).is_ok());
+        let err = l.check_fits(10).unwrap_err().to_string();
+        assert!(err.contains("class id 17"), "{err}");
+    }
+
+    #[test]
+    fn one_name_a_line_files_count_lines() {
+        let l = Labels::parse("???\nBicycle\nBoot\nHigh heels\n").unwrap();
+        assert!(!l.is_explicit());
+        assert_eq!(l.len(), 4);
+        assert_eq!(l.name(3), "High heels");
+        assert!(l.check_fits(4).is_ok());
+        let err = l.check_fits(24).unwrap_err().to_string();
+        assert!(err.contains("4 labels") && err.contains("24 classes"), "{err}");
+    }
+
+    #[test]
+    fn mixed_lines_are_names_and_duplicates_are_errors() {
+        let l = Labels::parse("1 one\ntwo\n").unwrap();
+        assert!(!l.is_explicit());
+        assert_eq!(l.name(0), "1 one");
+        let (line, msg) = Labels::parse("1 a\n2 b\n1 c\n").unwrap_err();
+        assert_eq!(line, 3);
+        assert!(msg.contains("twice"));
+        assert!(Labels::parse("\n\n").is_err());
+    }
+}

@@ -1,0 +1,215 @@
+//! RGB image -> model input tensor: SIMD resize, then normalise or quantize
+//! through a 256-entry table. Buffers are reused; nothing is allocated per
+//! frame once the first frame of a given size has been seen.
+
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use serde::Deserialize;
+
+use super::error::InferError;
+use super::session::{DType, TensorSpec};
+
+/// How pixel values map to the model's real input values.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Normalization {
+    /// real = (pixel - mean) / std. Unset: 127.5 and 127.5 for float inputs
+    /// (values in -1..1, what MobileNet-style models expect), and the raw
+    /// pixel for quantized inputs (uint8 as is, int8 shifted by 128), which
+    /// is how quantized image models are fed by TensorFlow's own examples.
+    pub mean: Option<f32>,
+    pub std: Option<f32>,
+}
+
+/// Input element handling chosen once from the tensor spec.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    U8,
+    I8,
+    F32,
+}
+
+pub struct Preprocessor {
+    width: u32,
+    height: u32,
+    kind: Kind,
+    lut_q: [u8; 256],
+    lut_f: [f32; 256],
+    resizer: Resizer,
+    resized: Image<'static>,
+    options: ResizeOptions,
+}
+
+impl Preprocessor {
+    /// Prepares for an input tensor of shape [1, H, W, 3].
+    pub fn new(spec: &TensorSpec, norm: Normalization) -> Result<Self, InferError> {
+        let (h, w) = match spec.shape.as_slice() {
+            [1, h, w, 3] => (*h as u32, *w as u32),
+            other => {
+                return Err(InferError::Settings(format!(
+                    "the model input must be an RGB image [1, H, W, 3], but it is {other:?}"
+                )))
+            }
+        };
+        let kind = match spec.dtype {
+            DType::U8 => Kind::U8,
+            DType::I8 => Kind::I8,
+            DType::F32 => Kind::F32,
+            other => {
+                return Err(InferError::Settings(format!(
+                    "model input type {other:?} is not supported (uint8, int8 or float32)"
+                )))
+            }
+        };
+        let mut lut_q = [0u8; 256];
+        let mut lut_f = [0f32; 256];
+        for (x, (q, f)) in lut_q.iter_mut().zip(lut_f.iter_mut()).enumerate() {
+            let x = x as f32;
+            match (kind, norm.mean, norm.std) {
+                (Kind::F32, m, s) => *f = (x - m.unwrap_or(127.5)) / s.unwrap_or(127.5),
+                (Kind::U8, None, None) => *q = x as u8,
+                (Kind::I8, None, None) => *q = ((x as i32) - 128) as i8 as u8,
+                (_, m, s) => {
+                    let real = (x - m.unwrap_or(0.0)) / s.unwrap_or(1.0);
+                    let scale = spec.scale.first().copied().filter(|s| *s > 0.0).unwrap_or(1.0);
+                    let zp = spec.zero_point.first().copied().unwrap_or(0) as f32;
+                    let v = (real / scale + zp).round();
+                    *q = if kind == Kind::U8 {
+                        v.clamp(0.0, 255.0) as u8
+                    } else {
+                        v.clamp(-128.0, 127.0) as i8 as u8
+                    };
+                }
+            }
+        }
+        Ok(Self {
+            width: w,
+            height: h,
+            kind,
+            lut_q,
+            lut_f,
+            resizer: Resizer::new(),
+            resized: Image::new(w, h, PixelType::U8x3),
+            options: ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
+        })
+    }
+
+    /// Model input size (width, height).
+    pub fn input_size(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    /// Bytes the input tensor needs.
+    pub fn input_bytes(&self) -> usize {
+        let n = (self.width * self.height * 3) as usize;
+        if self.kind == Kind::F32 {
+            n * 4
+        } else {
+            n
+        }
+    }
+
+    /// Resizes packed RGB8 `rgb` (`width` x `height`) into the model input
+    /// size and writes the converted values into `dst`.
+    pub fn run(&mut self, rgb: &[u8], width: u32, height: u32, dst: &mut [u8]) -> Result<(), InferError> {
+        if dst.len() < self.input_bytes() {
+            return Err(InferError::Settings(format!(
+                "input buffer holds {} bytes, the model needs {}",
+                dst.len(),
+                self.input_bytes()
+            )));
+        }
+        let pixels: &[u8] = if width == self.width && height == self.height {
+            rgb
+        } else {
+            let src = ImageRef::new(width, height, rgb, PixelType::U8x3)
+                .map_err(|e| InferError::Settings(format!("bad frame {width}x{height}: {e}")))?;
+            self.resizer
+                .resize(&src, &mut self.resized, &self.options)
+                .map_err(|e| InferError::Settings(format!("resize failed: {e}")))?;
+            self.resized.buffer()
+        };
+        let n = (self.width * self.height * 3) as usize;
+        let pixels = &pixels[..n];
+        match self.kind {
+            Kind::U8 | Kind::I8 => {
+                let lut = &self.lut_q;
+                for (d, s) in dst[..n].iter_mut().zip(pixels) {
+                    *d = lut[*s as usize];
+                }
+            }
+            Kind::F32 => {
+                let lut = &self.lut_f;
+                for (d, s) in dst[..n * 4].chunks_exact_mut(4).zip(pixels) {
+                    d.copy_from_slice(&lut[*s as usize].to_ne_bytes());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(dtype: DType, scale: f32, zp: i64) -> TensorSpec {
+        TensorSpec {
+            name: "input".into(),
+            dtype,
+            shape: vec![1, 2, 2, 3],
+            scale: vec![scale],
+            zero_point: vec![zp],
+        }
+    }
+
+    #[test]
+    fn uint8_input_takes_raw_pixels_and_float_is_normalised() {
+        let rgb: Vec<u8> = (0..12).map(|i| (i * 20) as u8).collect();
+        let mut p = Preprocessor::new(&spec(DType::U8, 1.0 / 128.0, 128), Normalization::default()).unwrap();
+        let mut out = vec![0u8; p.input_bytes()];
+        p.run(&rgb, 2, 2, &mut out).unwrap();
+        assert_eq!(out, rgb);
+
+        let mut p = Preprocessor::new(&spec(DType::I8, 1.0 / 128.0, 0), Normalization::default()).unwrap();
+        p.run(&rgb, 2, 2, &mut out).unwrap();
+        assert_eq!(out[0] as i8, -128);
+        assert_eq!(out[11] as i8, (220 - 128) as i8);
+
+        let mut p = Preprocessor::new(&spec(DType::F32, 0.0, 0), Normalization::default()).unwrap();
+        let mut out = vec![0u8; p.input_bytes()];
+        p.run(&rgb, 2, 2, &mut out).unwrap();
+        let f: Vec<f32> = out
+            .chunks_exact(4)
+            .map(|c| f32::from_ne_bytes(c.try_into().unwrap()))
+            .collect();
+        assert!((f[0] + 1.0).abs() < 1e-6);
+        assert!((f[11] - (220.0 - 127.5) / 127.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn explicit_normalisation_quantizes_with_the_tensor_parameters() {
+        let norm = Normalization {
+            mean: Some(0.0),
+            std: Some(255.0),
+        };
+        let mut p = Preprocessor::new(&spec(DType::U8, 1.0 / 255.0, 0), norm).unwrap();
+        let rgb = [0u8, 128, 255, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+        let mut out = vec![0u8; 12];
+        p.run(&rgb, 2, 2, &mut out).unwrap();
+        assert_eq!(&out[..3], &[0, 128, 255]);
+    }
+
+    #[test]
+    fn resizes_any_size_and_rejects_bad_shapes() {
+        let mut p = Preprocessor::new(&spec(DType::U8, 1.0, 0), Normalization::default()).unwrap();
+        let big = vec![200u8; 7 * 5 * 3];
+        let mut out = vec![0u8; 12];
+        p.run(&big, 7, 5, &mut out).unwrap();
+        assert!(out.iter().all(|v| *v == 200), "{out:?}");
+        let mut s = spec(DType::U8, 1.0, 0);
+        s.shape = vec![1, 10];
+        assert!(Preprocessor::new(&s, Normalization::default()).is_err());
+        assert!(p.run(&big, 7, 5, &mut [0u8; 3]).is_err());
+    }
+}
