@@ -14,8 +14,8 @@ pub enum InferError {
     #[error("LiteRT call {call} failed: {message}")]
     Runtime { call: &'static str, message: String },
 
-    #[error("cannot read model {}: {source}", .path.display())]
-    ModelRead { path: PathBuf, source: std::io::Error },
+    #[error("cannot read model {}: {cause}", .path.display())]
+    ModelRead { path: PathBuf, cause: std::io::Error },
 
     #[error("invalid model {}: {reason}", .path.display())]
     ModelInvalid { path: PathBuf, reason: String },
@@ -23,8 +23,8 @@ pub enum InferError {
     #[error("model {} is not supported: {reason}", .path.display())]
     ModelUnsupported { path: PathBuf, reason: String },
 
-    #[error("cannot read labels {}: {source}", .path.display())]
-    LabelsRead { path: PathBuf, source: std::io::Error },
+    #[error("cannot read labels {}: {cause}", .path.display())]
+    LabelsRead { path: PathBuf, cause: std::io::Error },
 
     #[error("labels {} do not fit the model: {reason}", .path.display())]
     LabelsMismatch { path: PathBuf, reason: String },

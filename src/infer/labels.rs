@@ -17,9 +17,9 @@ pub struct Labels {
 impl Labels {
     /// Reads and parses a label file.
     pub fn load(path: &Path) -> Result<Self, InferError> {
-        let text = std::fs::read_to_string(path).map_err(|source| InferError::LabelsRead {
+        let text = std::fs::read_to_string(path).map_err(|cause| InferError::LabelsRead {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         let mut labels = Self::parse(&text).map_err(|(line, reason)| InferError::LabelsInvalid {
             path: path.to_path_buf(),

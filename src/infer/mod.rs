@@ -7,6 +7,7 @@ pub mod error;
 pub mod filter;
 pub mod labels;
 pub mod preprocess;
+mod quiet;
 pub mod runtime;
 pub mod session;
 pub mod ssd;

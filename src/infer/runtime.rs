@@ -114,10 +114,14 @@ impl Runtime {
         if let Some(rt) = RUNTIME.get() {
             return Ok(rt);
         }
+        // One loader at a time, so racing threads never open a second copy.
+        static LOADING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = LOADING.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(rt) = RUNTIME.get() {
+            return Ok(rt);
+        }
         let rt = Self::find_and_open(search)?;
-        // A racing thread may have won; keep whichever got in first.
-        let _ = RUNTIME.set(rt);
-        Ok(RUNTIME.get().expect("runtime was just set"))
+        Ok(RUNTIME.get_or_init(|| rt))
     }
 
     /// The runtime if one is loaded already.
@@ -185,7 +189,9 @@ impl Runtime {
         };
         let mut env: lr::Environment = std::ptr::null_mut();
         // SAFETY: no options; `env` is an out-pointer.
-        let status = unsafe { (fns.create_environment)(0, std::ptr::null(), &mut env) };
+        let (status, _log) = super::quiet::capture_stderr(|| unsafe {
+            (fns.create_environment)(0, std::ptr::null(), &mut env)
+        });
         let rt = Runtime {
             _lib: lib,
             fns,

@@ -114,9 +114,9 @@ unsafe impl Sync for Model {}
 impl Model {
     /// Reads, checks and loads a `.tflite` file.
     pub fn load(rt: &'static Runtime, path: &Path) -> Result<Arc<Model>, InferError> {
-        let bytes = std::fs::read(path).map_err(|source| InferError::ModelRead {
+        let bytes = std::fs::read(path).map_err(|cause| InferError::ModelRead {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         let invalid = |reason: String| InferError::ModelInvalid {
             path: path.to_path_buf(),
@@ -127,11 +127,16 @@ impl Model {
         let (inputs, outputs) = specs(&info).map_err(invalid)?;
         let mut raw: lr::Model = std::ptr::null_mut();
         // SAFETY: `bytes` outlives `raw` (both owned by the returned Model).
-        let status = unsafe {
+        let (status, log) = super::quiet::capture_stderr(|| unsafe {
             (rt.fns().create_model_from_buffer)(rt.env(), bytes.as_ptr().cast(), bytes.len(), &mut raw)
-        };
-        rt.check(status, "LiteRtCreateModelFromBuffer")
-            .map_err(|e| invalid(e.to_string()))?;
+        });
+        rt.check(status, "LiteRtCreateModelFromBuffer").map_err(|e| {
+            invalid(
+                format!("{e} {}", super::quiet::error_lines(&log))
+                    .trim_end()
+                    .to_string(),
+            )
+        })?;
         if raw.is_null() {
             return Err(invalid("LiteRT returned no model".into()));
         }
@@ -369,12 +374,15 @@ impl Session {
         let options = rt.create_options(opts.threads, opts.xnnpack)?;
         let mut compiled: lr::CompiledModel = std::ptr::null_mut();
         // SAFETY: live env, model and options; out-pointer.
-        let status =
-            unsafe { (rt.fns().create_compiled_model)(rt.env(), model.raw, options.raw, &mut compiled) };
+        let (status, log) = super::quiet::capture_stderr(|| unsafe {
+            (rt.fns().create_compiled_model)(rt.env(), model.raw, options.raw, &mut compiled)
+        });
         rt.check(status, "LiteRtCreateCompiledModel")
             .map_err(|e| InferError::ModelUnsupported {
                 path: model.path.clone(),
-                reason: e.to_string(),
+                reason: format!("{e} {}", super::quiet::error_lines(&log))
+                    .trim_end()
+                    .to_string(),
             })?;
         drop(options);
         let mut session = Session {

@@ -1,0 +1,298 @@
+//! `edgevision detect` as a user runs it: the real binary, real files.
+
+mod common;
+
+use common::{bin, run};
+use serde_json::Value;
+
+fn coco_args(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    cmd.arg("detect")
+        .arg("--model")
+        .arg(common::coco_model())
+        .arg("--labels")
+        .arg(common::coco_labels())
+}
+
+#[test]
+fn json_lines_carry_every_field() {
+    let out = run(coco_args(&mut bin())
+        .arg("--json")
+        .arg(common::photo("dog.jpg"))
+        .arg(common::photo("person.jpg")));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let lines: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let dog = &lines[0];
+    assert!(dog["image"].as_str().unwrap().ends_with("dog.jpg"));
+    assert_eq!(
+        (dog["width"].as_u64(), dog["height"].as_u64()),
+        (Some(768), Some(576))
+    );
+    assert!(dog["inference_ms"].as_f64().unwrap() > 0.0);
+    let dets = dog["detections"].as_array().unwrap();
+    let d = dets.iter().find(|d| d["label"] == "dog").expect("a dog");
+    assert_eq!(d["class_id"], 17);
+    assert!(d["score"].as_f64().unwrap() > 0.9);
+    let b: Vec<f64> = d["box"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(b.len(), 4);
+    assert!(
+        b[0] < b[2] && b[1] < b[3] && b[2] <= 768.0 && b[3] <= 576.0,
+        "{b:?}"
+    );
+    let labels: Vec<&str> = lines[1]["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["label"].as_str().unwrap())
+        .collect();
+    assert!(
+        labels.contains(&"person") && labels.contains(&"horse"),
+        "{labels:?}"
+    );
+}
+
+#[test]
+fn table_and_annotated_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(coco_args(&mut bin())
+        .arg("--annotate")
+        .arg(dir.path())
+        .arg(common::photo("dog.jpg")));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("dog.jpg (768x576"), "{}", out.stdout);
+    for l in ["dog", "bicycle", "car"] {
+        assert!(
+            out.stdout.lines().any(|line| line.trim_start().starts_with(l)),
+            "{}",
+            out.stdout
+        );
+    }
+    let annotated = image::open(dir.path().join("dog.jpg"))
+        .expect("annotated image written")
+        .to_rgb8();
+    let original = image::open(common::photo("dog.jpg")).unwrap().to_rgb8();
+    assert_eq!(annotated.dimensions(), original.dimensions());
+    // Boxes were drawn: many pixels differ strongly from the original.
+    let changed = annotated
+        .pixels()
+        .zip(original.pixels())
+        .filter(|(a, b)| {
+            a.0.iter()
+                .zip(b.0.iter())
+                .any(|(x, y)| (*x as i32 - *y as i32).abs() > 60)
+        })
+        .count();
+    assert!(changed > 2000, "only {changed} pixels changed");
+}
+
+#[test]
+fn unreadable_images_are_reported_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.jpg");
+    std::fs::write(&bad, b"this is not a JPEG").unwrap();
+    let missing = dir.path().join("missing.png");
+    let out = run(coco_args(&mut bin())
+        .arg("--json")
+        .arg(&bad)
+        .arg(common::photo("chelsea.png"))
+        .arg(&missing));
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot read image") && out.stderr.contains("broken.jpg"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("missing.png"), "{}", out.stderr);
+    assert!(out.stderr.contains("2 of 3 images failed"), "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "the good image is still processed: {}",
+        out.stdout
+    );
+    assert!(lines[0].contains("\"cat\""), "{}", lines[0]);
+}
+
+fn detect_with_model(model: &std::path::Path) -> common::Output {
+    run(bin()
+        .arg("detect")
+        .arg("--model")
+        .arg(model)
+        .arg(common::photo("dog.jpg")))
+}
+
+#[test]
+fn missing_model_is_a_clear_error() {
+    let out = detect_with_model(std::path::Path::new("/nonexistent/model.tflite"));
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("cannot read model /nonexistent/model.tflite"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
+
+#[test]
+fn truncated_and_garbage_models_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(common::coco_model()).unwrap();
+    let truncated = dir.path().join("truncated.tflite");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    let out = detect_with_model(&truncated);
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("invalid model") && out.stderr.contains("truncated.tflite"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+
+    let garbage = dir.path().join("garbage.tflite");
+    let mut x: u64 = 0x2545F4914F6CDD1D;
+    let noise: Vec<u8> = (0..100_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(&garbage, noise).unwrap();
+    let out = detect_with_model(&garbage);
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("not a TFLite model"), "{}", out.stderr);
+
+    let empty = dir.path().join("empty.tflite");
+    std::fs::write(&empty, b"").unwrap();
+    let out = detect_with_model(&empty);
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("invalid model"), "{}", out.stderr);
+}
+
+#[test]
+fn labels_that_do_not_fit_are_named() {
+    let out = run(bin()
+        .arg("detect")
+        .arg("--model")
+        .arg(common::coco_model())
+        .arg("--labels")
+        .arg(common::oidv4_labels())
+        .arg(common::photo("dog.jpg")));
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("oidv4_labels.txt do not fit the model"),
+        "{}",
+        out.stderr
+    );
+    let out = run(bin()
+        .arg("detect")
+        .arg("--model")
+        .arg(common::coco_model())
+        .arg("--labels")
+        .arg("/nonexistent/labels.txt")
+        .arg(common::photo("dog.jpg")));
+    assert!(
+        out.stderr.contains("cannot read labels /nonexistent/labels.txt"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn missing_or_wrong_runtime_is_a_clear_error() {
+    let out = run(coco_args(&mut bin())
+        .arg("--runtime")
+        .arg("/nonexistent/libLiteRt.so")
+        .arg(common::photo("dog.jpg")));
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("LiteRT runtime library not found"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("/nonexistent/libLiteRt.so (--runtime)"),
+        "{}",
+        out.stderr
+    );
+
+    // A real shared library that is not LiteRT.
+    let out = run(coco_args(&mut bin())
+        .env("EDGEVISION_LITERT", "/lib/x86_64-linux-gnu/libz.so.1")
+        .arg(common::photo("dog.jpg")));
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr
+            .contains("not a LiteRT runtime: symbol LiteRtCreateEnvironment is missing"),
+        "{}",
+        out.stderr
+    );
+
+    // Nothing anywhere: a copy of the binary away from the checkout lists
+    // every place it looked.
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("edgevision");
+    std::fs::copy(env!("CARGO_BIN_EXE_edgevision"), &exe).unwrap();
+    let out = run(std::process::Command::new(&exe)
+        .current_dir(dir.path())
+        .env_remove("EDGEVISION_LITERT")
+        .env_remove("LD_LIBRARY_PATH")
+        .arg("detect")
+        .arg("--model")
+        .arg(common::coco_model())
+        .arg(common::photo("dog.jpg")));
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("LiteRT runtime library not found"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!("{}/runtime/", dir.path().display())),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("/usr/lib/edgevision/libLiteRt.so"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("scripts/setup"), "{}", out.stderr);
+}
+
+#[test]
+fn bench_model_prints_json_with_both_timings() {
+    let out = run(bin()
+        .args([
+            "bench-model",
+            "--iterations",
+            "5",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+            "--json",
+        ])
+        .arg("--model")
+        .arg(common::coco_model())
+        .arg("--image")
+        .arg(common::photo("dog.jpg")));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v: Value = serde_json::from_str(out.stdout.trim()).expect("JSON");
+    assert!(v["runtime_only_ms"]["p50"].as_f64().unwrap() > 0.0);
+    assert!(v["engine_ms"]["p50"].as_f64().unwrap() > 0.0);
+    assert!(v["overhead_ms"].is_number() && v["pre_post_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["frame"], "300x300");
+    assert_eq!(v["threads"], 1);
+}

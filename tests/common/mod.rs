@@ -1,0 +1,82 @@
+//! Shared by the end-to-end tests: where the assets are and how to run the
+//! binary. Missing assets fail the test with a hint; they never skip it.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use edgevision::infer::{Runtime, RuntimeSearch};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A file set-up provides; panics (fails the test) when it is missing.
+pub fn asset(rel: &str) -> PathBuf {
+    let p = root().join(rel);
+    assert!(p.is_file(), "{} is missing: run scripts/setup first", p.display());
+    p
+}
+
+pub fn photo(name: &str) -> PathBuf {
+    asset(&format!("tests/photos/{name}"))
+}
+
+pub fn coco_model() -> PathBuf {
+    asset("models/ssd_mobilenet_v2_coco_quant.tflite")
+}
+
+pub fn coco_labels() -> PathBuf {
+    asset("models/coco_labels.txt")
+}
+
+pub fn oidv4_model() -> PathBuf {
+    asset("models/ssd_mobilenet_v2_oidv4_fp16.tflite")
+}
+
+pub fn oidv4_labels() -> PathBuf {
+    asset("models/oidv4_labels.txt")
+}
+
+pub fn runtime_path() -> PathBuf {
+    asset(&format!("runtime/{}/libLiteRt.so", std::env::consts::ARCH))
+}
+
+/// The runtime, loaded once for the test process.
+pub fn runtime() -> &'static Runtime {
+    Runtime::load(&RuntimeSearch {
+        cli: Some(runtime_path()),
+        config: None,
+    })
+    .expect("load LiteRT")
+}
+
+const MALLOC_DEBUG: &str = "/lib/x86_64-linux-gnu/libc_malloc_debug.so.0";
+
+/// The `edgevision` binary, run from the crate root with glibc's heap
+/// checks on, so that a runtime writing past a buffer aborts the run.
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_edgevision"));
+    c.current_dir(root())
+        .env("MALLOC_CHECK_", "3")
+        .env_remove("EDGEVISION_LITERT");
+    if std::path::Path::new(MALLOC_DEBUG).exists() {
+        c.env("LD_PRELOAD", MALLOC_DEBUG);
+    }
+    c
+}
+
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("spawn edgevision");
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
