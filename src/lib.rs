@@ -5,6 +5,9 @@
 //! command line and calls into them.
 
 pub mod annotate;
+pub mod capture;
 pub mod cmd;
+pub mod hub;
 pub mod infer;
+pub mod metrics;
 pub mod tflite;

@@ -1,0 +1,99 @@
+//! What the pipeline publishes and the HTTP side reads: the newest encoded
+//! frame, the newest detection report, readiness and the metrics.
+//!
+//! Each is a `watch` channel holding only the latest value, so a client that
+//! reads slowly simply skips frames; the pipeline never waits for anyone,
+//! and a frame is encoded once however many clients watch it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+
+/// One annotated frame, JPEG-encoded once, shared by every client.
+#[derive(Debug, Clone)]
+pub struct EncodedFrame {
+    /// Increases by one per published frame.
+    pub seq: u64,
+    pub jpeg: Bytes,
+    pub width: u32,
+    pub height: u32,
+    /// Milliseconds since the Unix epoch when the frame was captured.
+    pub timestamp_ms: u64,
+}
+
+/// The result for one processed frame, as `/api/detections` and
+/// `/api/events` serve it. `detections` has the shape `detect --json` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct FrameReport {
+    pub frame: u64,
+    pub timestamp_ms: u64,
+    pub width: u32,
+    pub height: u32,
+    /// Whether the source is delivering frames (false: "no signal" frame).
+    pub signal: bool,
+    pub inference_ms: f64,
+    /// From frame read to JPEG ready.
+    pub latency_ms: f64,
+    pub fps: f64,
+    /// "detector" or "classifier" (then `detections` are the top-k classes).
+    pub model_kind: &'static str,
+    pub detections: Vec<serde_json::Value>,
+}
+
+pub struct Hub {
+    frames: watch::Sender<Option<Arc<EncodedFrame>>>,
+    reports: watch::Sender<Option<Arc<FrameReport>>>,
+    ready: AtomicBool,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Hub {
+    pub fn new(metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Hub {
+            frames: watch::channel(None).0,
+            reports: watch::channel(None).0,
+            ready: AtomicBool::new(false),
+            metrics,
+        })
+    }
+
+    /// Replaces the current frame; never blocks.
+    pub fn publish_frame(&self, frame: EncodedFrame) {
+        self.frames.send_replace(Some(Arc::new(frame)));
+    }
+
+    /// Replaces the current report; never blocks.
+    pub fn publish_report(&self, report: FrameReport) {
+        self.reports.send_replace(Some(Arc::new(report)));
+    }
+
+    pub fn subscribe_frames(&self) -> watch::Receiver<Option<Arc<EncodedFrame>>> {
+        self.frames.subscribe()
+    }
+
+    pub fn subscribe_reports(&self) -> watch::Receiver<Option<Arc<FrameReport>>> {
+        self.reports.subscribe()
+    }
+
+    pub fn latest_frame(&self) -> Option<Arc<EncodedFrame>> {
+        self.frames.borrow().clone()
+    }
+
+    pub fn latest_report(&self) -> Option<Arc<FrameReport>> {
+        self.reports.borrow().clone()
+    }
+
+    /// Ready: the model is loaded and the source delivers frames.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}

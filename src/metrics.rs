@@ -1,0 +1,191 @@
+//! Prometheus metrics, one registry per daemon. Names follow Prometheus
+//! conventions: `_total` counters, base units (seconds), one unit a name.
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// Stages whose time `edgevision_stage_seconds` records.
+pub const STAGES: [&str; 5] = ["decode", "preprocess", "infer", "annotate", "encode"];
+
+pub struct Metrics {
+    registry: Registry,
+    pub frames_captured: IntCounter,
+    pub frames_processed: IntCounter,
+    pub frames_dropped: IntCounter,
+    pub frames_corrupt: IntCounter,
+    pub capture_fps: Gauge,
+    pub processing_fps: Gauge,
+    pub inference_seconds: Histogram,
+    pub stage_seconds: HistogramVec,
+    pub detections: IntCounterVec,
+    pub stream_clients: IntGauge,
+    pub camera_reconnects: IntCounter,
+    pub build_info: IntGaugeVec,
+}
+
+/// Buckets from 0.5 ms to 1 s: per-frame work on an edge CPU.
+fn latency_buckets() -> Vec<f64> {
+    vec![
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0,
+    ]
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = Gauge::new(name, help).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let frames_captured = counter("edgevision_frames_captured_total", "Frames read from the source.");
+        let frames_processed = counter(
+            "edgevision_frames_processed_total",
+            "Frames that went through inference and encoding.",
+        );
+        let frames_dropped = counter(
+            "edgevision_frames_dropped_total",
+            "Captured frames replaced by a newer one before processing.",
+        );
+        let frames_corrupt = counter(
+            "edgevision_frames_corrupt_total",
+            "Frames the source delivered corrupt and were skipped.",
+        );
+        let camera_reconnects = counter(
+            "edgevision_camera_reconnects_total",
+            "Times the source was lost and opened again.",
+        );
+        let capture_fps = gauge(
+            "edgevision_capture_fps",
+            "Frames per second read from the source.",
+        );
+        let processing_fps = gauge(
+            "edgevision_processing_fps",
+            "Frames per second processed and encoded.",
+        );
+        let inference_seconds = Histogram::with_opts(
+            HistogramOpts::new("edgevision_inference_seconds", "Time of one model invocation.")
+                .buckets(latency_buckets()),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(inference_seconds.clone()))
+            .expect("unique metric");
+        let stage_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "edgevision_stage_seconds",
+                "Time spent per frame in each pipeline stage.",
+            )
+            .buckets(latency_buckets()),
+            &["stage"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(stage_seconds.clone()))
+            .expect("unique metric");
+        let detections = IntCounterVec::new(
+            Opts::new(
+                "edgevision_detections_total",
+                "Detections that passed the filter, by label.",
+            ),
+            &["label"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(detections.clone()))
+            .expect("unique metric");
+        let stream_clients = IntGauge::new("edgevision_stream_clients", "Clients watching the MJPEG stream.")
+            .expect("valid metric");
+        registry
+            .register(Box::new(stream_clients.clone()))
+            .expect("unique metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "edgevision_build_info",
+                "Always 1; labels carry the version and the runtime library.",
+            ),
+            &["version", "runtime"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(build_info.clone()))
+            .expect("unique metric");
+        for stage in STAGES {
+            stage_seconds.with_label_values(&[stage]);
+        }
+        Metrics {
+            registry,
+            frames_captured,
+            frames_processed,
+            frames_dropped,
+            frames_corrupt,
+            capture_fps,
+            processing_fps,
+            inference_seconds,
+            stage_seconds,
+            detections,
+            stream_clients,
+            camera_reconnects,
+            build_info,
+        }
+    }
+
+    /// Records the version and the runtime library in `edgevision_build_info`.
+    pub fn set_build_info(&self, runtime: &str) {
+        self.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), runtime])
+            .set(1);
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("exposition is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_follow_conventions() {
+        let m = Metrics::new();
+        m.frames_captured.inc();
+        m.detections.with_label_values(&["dog"]).inc();
+        m.set_build_info("libLiteRt.so");
+        let text = m.render();
+        for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let (name, kind) = (parts[2], parts[3]);
+            assert!(name.starts_with("edgevision_"), "{line}");
+            assert_eq!(name.ends_with("_total"), kind == "counter", "{line}");
+            if kind == "histogram" {
+                assert!(name.ends_with("_seconds"), "{line}");
+            }
+        }
+        assert!(text.contains("edgevision_frames_captured_total 1"));
+        assert!(text.contains("edgevision_detections_total{label=\"dog\"} 1"));
+        assert!(text.contains("edgevision_stage_seconds_bucket{stage=\"encode\""));
+        assert!(text.contains(&format!(
+            "edgevision_build_info{{runtime=\"libLiteRt.so\",version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+}
