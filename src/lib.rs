@@ -7,7 +7,11 @@
 pub mod annotate;
 pub mod capture;
 pub mod cmd;
+pub mod config;
+pub mod http;
 pub mod hub;
 pub mod infer;
 pub mod metrics;
+pub mod pipeline;
+pub mod service;
 pub mod tflite;

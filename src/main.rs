@@ -20,6 +20,12 @@ struct Cli {
 enum Command {
     /// Detect objects in image files and print or draw the results.
     Detect(cmd::detect::DetectArgs),
+    /// Run the daemon: capture, detect, annotate, stream.
+    Run(cmd::run::RunArgs),
+    /// Validate a config file without starting.
+    CheckConfig(cmd::check_config::CheckConfigArgs),
+    /// Run the daemon's pipeline headless on a file source and print JSON.
+    Bench(cmd::bench::BenchArgs),
     /// Time inference through edgevision against the runtime alone (JSON).
     BenchModel(cmd::bench_model::BenchModelArgs),
 }
@@ -36,6 +42,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Detect(args) => cmd::detect::run(args),
         Command::BenchModel(args) => cmd::bench_model::run(args),
+        Command::Run(args) => cmd::run::run(args),
+        Command::CheckConfig(args) => cmd::check_config::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     match result {
         Ok(code) => code,

@@ -71,3 +71,131 @@ pub trait Source: Send {
     /// Releases the device; `open` may follow.
     fn close(&mut self);
 }
+
+// ---------------------------------------------------------------------------
+// Concrete sources, the options they share, and the constructor.
+
+pub mod convert;
+pub mod images;
+pub mod mjpeg;
+pub mod resilient;
+pub mod test_pattern;
+pub mod uri;
+mod util;
+pub mod v4l2;
+
+pub use resilient::{no_signal_frame, Event, Resilient};
+pub use uri::{SourceUri, UriError};
+pub use v4l2::{list_devices, DeviceInfo};
+
+/// Which pixel format to ask a V4L2 device for. Anything the device does not
+/// offer falls back to MJPEG, YUYV, RGB24, BGR24, NV12, GREY in that order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PixelFormatPref {
+    /// The first of the fallback order the device offers.
+    #[default]
+    Auto,
+    #[serde(alias = "mjpg")]
+    Mjpeg,
+    #[serde(alias = "yuy2")]
+    Yuyv,
+    #[serde(alias = "rgb3")]
+    Rgb24,
+    #[serde(alias = "bgr3")]
+    Bgr24,
+    Nv12,
+    #[serde(alias = "gray")]
+    Grey,
+}
+
+impl std::str::FromStr for PixelFormatPref {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => Self::Auto,
+            "mjpeg" | "mjpg" => Self::Mjpeg,
+            "yuyv" | "yuy2" => Self::Yuyv,
+            "rgb24" | "rgb3" => Self::Rgb24,
+            "bgr24" | "bgr3" => Self::Bgr24,
+            "nv12" => Self::Nv12,
+            "grey" | "gray" => Self::Grey,
+            other => {
+                return Err(format!(
+                    "unknown pixel format {other:?}: expected auto, mjpeg, yuyv, rgb24, bgr24, nv12 or grey"
+                ))
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for PixelFormatPref {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Mjpeg => "mjpeg",
+            Self::Yuyv => "yuyv",
+            Self::Rgb24 => "rgb24",
+            Self::Bgr24 => "bgr24",
+            Self::Nv12 => "nv12",
+            Self::Grey => "grey",
+        })
+    }
+}
+
+/// Settings shared by every source kind; each uses the ones that apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceOptions {
+    /// Output width; 0 = the source's own (first image's, JPEG's, camera's
+    /// current) width; the test pattern uses 640.
+    pub width: u32,
+    /// Output height; 0 as for `width` (test pattern: 480).
+    pub height: u32,
+    /// File and test sources: frames per second they are paced at (0 = as
+    /// fast as possible). V4L2: the frame rate asked of the camera (0 = its
+    /// fastest interval).
+    pub fps: f32,
+    /// File sources: start over at the end instead of ending the stream.
+    pub looping: bool,
+    /// V4L2: the pixel format to ask for.
+    pub format: PixelFormatPref,
+    /// Image directories: slow pan/zoom over each photo so the stream moves.
+    pub pan: bool,
+    /// Image directories: how long each photo is shown (with `pan`, or when
+    /// `fps` > 0). 0 = one frame per file.
+    pub seconds_per_image: f32,
+    /// V4L2: no frame for this long means the camera has stalled
+    /// ([`CaptureError::Stalled`]); zero disables the timeout.
+    pub stall_timeout: Duration,
+    /// [`Resilient`]: the longest wait between reconnect attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        Self {
+            width: 640,
+            height: 480,
+            fps: 15.0,
+            looping: true,
+            format: PixelFormatPref::Auto,
+            pan: false,
+            seconds_per_image: 4.0,
+            stall_timeout: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(8),
+        }
+    }
+}
+
+/// Builds the source for `uri`. Nothing is opened yet: [`Source::open`] (or
+/// [`Resilient`]) does that, so a missing device is a retryable error
+/// rather than a construction failure.
+pub fn open_source(uri: &SourceUri, opts: &SourceOptions) -> Box<dyn Source> {
+    match uri {
+        SourceUri::V4l2(path) => Box::new(v4l2::V4l2Source::new(path.clone(), opts.clone())),
+        SourceUri::Images(dir) => Box::new(images::ImageDirSource::new(dir.clone(), opts.clone())),
+        SourceUri::Mjpeg(file) => Box::new(mjpeg::MjpegFileSource::new(file.clone(), opts.clone())),
+        SourceUri::Test => Box::new(test_pattern::TestPatternSource::new(opts.clone())),
+    }
+}

@@ -10,7 +10,9 @@ use serde::Serialize;
 
 use super::ModelArgs;
 use crate::annotate::{draw_detections, AnnotateStyle};
-use crate::infer::{DecodeSettings, Detection, Detector, DetectorSettings, FilterSettings, Normalization};
+use crate::infer::{
+    detection_json, DecodeSettings, Detection, Detector, DetectorSettings, FilterSettings, Normalization,
+};
 
 #[derive(Debug, Args)]
 pub struct DetectArgs {
@@ -34,41 +36,12 @@ pub struct DetectArgs {
 }
 
 #[derive(Serialize)]
-struct JsonDetection<'a> {
-    label: &'a str,
-    class_id: u32,
-    score: f32,
-    #[serde(rename = "box")]
-    bbox: [f32; 4],
-}
-
-#[derive(Serialize)]
-struct JsonImage<'a> {
+struct JsonImage {
     image: String,
     width: u32,
     height: u32,
     inference_ms: f64,
-    detections: Vec<JsonDetection<'a>>,
-}
-
-fn round2(v: f32) -> f32 {
-    (v * 100.0).round() / 100.0
-}
-
-/// The JSON object `detect --json` prints for one image (also used by the
-/// daemon's API, so both speak the same shape).
-pub fn detections_json(dets: &[Detection]) -> Vec<serde_json::Value> {
-    dets.iter()
-        .map(|d| {
-            serde_json::to_value(JsonDetection {
-                label: &d.label,
-                class_id: d.class_id,
-                score: (d.score * 10000.0).round() / 10000.0,
-                bbox: d.bbox.to_array().map(round2),
-            })
-            .expect("plain data serialises")
-        })
-        .collect()
+    detections: Vec<serde_json::Value>,
 }
 
 pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
@@ -116,11 +89,9 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
                 width: img.width(),
                 height: img.height(),
                 inference_ms: (timings.infer.as_secs_f64() * 1e6).round() / 1e3,
-                detections: Vec::new(),
+                detections: detection_json(&dets),
             };
-            let mut v = serde_json::to_value(obj)?;
-            v["detections"] = serde_json::Value::Array(detections_json(&dets));
-            writeln!(out, "{v}")?;
+            writeln!(out, "{}", serde_json::to_string(&obj)?)?;
         } else {
             write_table(&mut out, path, &img, timings.infer.as_secs_f64() * 1e3, &dets)?;
         }

@@ -1,7 +1,10 @@
 //! One module per subcommand; `main.rs` only dispatches.
 
+pub mod bench;
 pub mod bench_model;
+pub mod check_config;
 pub mod detect;
+pub mod run;
 
 use std::path::PathBuf;
 

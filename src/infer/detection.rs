@@ -67,6 +67,23 @@ pub struct RawDetection {
     pub xmax: f32,
 }
 
+/// The JSON shape of detections that `detect --json` prints and the
+/// daemon's API serves: label, class id, score (4 decimals) and box
+/// (`[left, top, right, bottom]`, 2 decimals).
+pub fn detection_json(dets: &[Detection]) -> Vec<serde_json::Value> {
+    let r2 = |v: f32| (v as f64 * 100.0).round() / 100.0;
+    dets.iter()
+        .map(|d| {
+            serde_json::json!({
+                "label": d.label,
+                "class_id": d.class_id,
+                "score": (d.score as f64 * 10000.0).round() / 10000.0,
+                "box": d.bbox.to_array().map(r2),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

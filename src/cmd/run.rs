@@ -1,0 +1,170 @@
+//! `edgevision run`: the daemon.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::capture::SourceOptions;
+use crate::config::{AuthMode, Config};
+use crate::http::{Auth, HttpSettings};
+use crate::infer::{Runtime, RuntimeSearch};
+use crate::pipeline::PipelineSettings;
+use crate::service::{run_daemon, DaemonSettings, ReloadFn};
+
+/// Settings a command line may override in the config.
+#[derive(Debug, Clone, Args, Default)]
+pub struct Overrides {
+    /// Config file (TOML); without it the built-in defaults apply.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Frame source URI: v4l2:/dev/video0, images:DIR, mjpeg:FILE, test:
+    #[arg(long, value_name = "URI")]
+    pub source: Option<String>,
+    /// The .tflite model.
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<PathBuf>,
+    /// Label file.
+    #[arg(long, value_name = "LABELS")]
+    pub labels: Option<PathBuf>,
+    /// Threads per interpreter.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Interpreters working on alternate frames.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Minimum detection score (0..1).
+    #[arg(long, value_name = "T")]
+    pub threshold: Option<f32>,
+    /// The LiteRT library.
+    #[arg(long, value_name = "PATH")]
+    pub runtime: Option<PathBuf>,
+}
+
+impl Overrides {
+    /// The config file (or defaults) with the command line applied and
+    /// validated; errors name the key, file and line.
+    pub fn load(&self) -> anyhow::Result<Config> {
+        let mut cfg = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(s) = &self.source {
+            cfg.source.uri = s.clone();
+        }
+        if let Some(m) = &self.model {
+            cfg.model.path = m.clone();
+        }
+        if let Some(l) = &self.labels {
+            cfg.model.labels = Some(l.clone());
+        }
+        if let Some(t) = self.threads {
+            cfg.model.threads = t;
+        }
+        if let Some(w) = self.workers {
+            cfg.model.workers = w;
+        }
+        if let Some(t) = self.threshold {
+            cfg.detect.threshold = t;
+        }
+        if let Some(r) = &self.runtime {
+            cfg.runtime = Some(r.clone());
+        }
+        if let Err((key, message)) = cfg.validate() {
+            anyhow::bail!("{key}: {message} (from the command line)");
+        }
+        Ok(cfg)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub overrides: Overrides,
+    /// Address to serve on, e.g. 0.0.0.0:8080 (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+/// Pipeline settings from a validated config.
+pub fn pipeline_settings(cfg: &Config) -> anyhow::Result<PipelineSettings> {
+    let s = &cfg.source;
+    Ok(PipelineSettings {
+        source: s.parsed_uri().map_err(|e| anyhow::anyhow!("source.uri: {e}"))?,
+        source_options: SourceOptions {
+            width: s.width,
+            height: s.height,
+            fps: s.fps,
+            looping: s.looping,
+            format: s.format,
+            pan: s.pan,
+            seconds_per_image: s.seconds_per_image,
+            stall_timeout: Duration::from_secs_f32(s.stall_timeout.max(0.0)),
+            max_backoff: Duration::from_secs_f32(s.reconnect_max_backoff.max(0.1)),
+        },
+        detector: cfg.detector_settings(),
+        workers: cfg.model.workers.max(1),
+        every_nth: cfg.detect.every_nth.max(1),
+        max_inference_fps: cfg.detect.max_inference_fps,
+        jpeg_quality: cfg.stream.quality,
+        overlay: cfg.stream.overlay,
+        annotate: cfg.stream.annotate,
+        frame_limit: None,
+    })
+}
+
+fn http_settings(cfg: &Config) -> HttpSettings {
+    let a = &cfg.http.auth;
+    HttpSettings {
+        max_clients: cfg.stream.max_clients,
+        client_timeout: Duration::from_secs_f32(cfg.stream.client_timeout.max(0.1)),
+        auth: match a.mode {
+            AuthMode::None => Auth::None,
+            AuthMode::Basic => Auth::Basic(
+                a.users
+                    .iter()
+                    .map(|u| (u.name.clone(), u.password_hash.clone()))
+                    .collect(),
+            ),
+            AuthMode::Bearer => Auth::Bearer(a.token.clone()),
+        },
+    }
+}
+
+pub fn runtime_for(cfg: &Config) -> anyhow::Result<&'static Runtime> {
+    Ok(Runtime::load(&RuntimeSearch {
+        cli: None,
+        config: cfg.runtime.clone(),
+    })?)
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = args.overrides.load()?;
+    if let Some(l) = &args.listen {
+        cfg.http.listen = l.clone();
+    }
+    let listen = cfg
+        .http
+        .listen
+        .parse()
+        .with_context(|| format!("http.listen: not an address: {}", cfg.http.listen))?;
+    let rt = runtime_for(&cfg)?;
+    tracing::info!("{}", cfg.summary());
+    let settings = DaemonSettings {
+        pipeline: pipeline_settings(&cfg)?,
+        http: http_settings(&cfg),
+        listen,
+    };
+    let reload: Option<ReloadFn> = args.overrides.config.clone().map(|path| {
+        let overrides = args.overrides.clone();
+        let f: ReloadFn = Box::new(move || {
+            tracing::info!("reloading {}", path.display());
+            Ok(overrides.load()?.detector_settings().filter)
+        });
+        f
+    });
+    run_daemon(rt, settings, reload)?;
+    Ok(ExitCode::SUCCESS)
+}

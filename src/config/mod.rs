@@ -1,0 +1,472 @@
+//! The daemon's TOML config file.
+//!
+//! Every key has a default, so an empty file is a runnable config (the test
+//! pattern through the COCO SSD, served on 127.0.0.1:8080). Tables:
+//! top-level `runtime`, then `[source]`, `[model]` (with `[model.ssd]` and
+//! `[model.ssd.anchors]`), `[detect]` (with `[detect.label_thresholds]`),
+//! `[stream]`, `[http]` and `[http.auth]`. `config/edgevision.toml`
+//! documents every key.
+//!
+//! Errors name the file, the line and the dotted key:
+//!
+//! ```text
+//! config/demo.toml:12: unknown key `treshold` in [detect] (expected one of: threshold, ...)
+//! config/x.toml:3: source.fps: invalid type: string "fast", expected f32
+//! config/x.toml:7: detect.threshold: must be between 0 and 1, not 1.5
+//! ```
+//!
+//! A value check on a key the file does not set (it holds its default, e.g.
+//! `http.auth.token` when `mode = "bearer"`) has no line.
+//!
+//! **Relative paths** (`runtime`, `model.path`, `model.labels`, and the
+//! directory or file of `images:` and `mjpeg:` sources) are relative to the
+//! working directory. Only when nothing exists there is the path taken
+//! relative to the directory of the config file instead (if something exists
+//! there); otherwise it stays as written, so errors show it as written. See
+//! [`Config::resolve_paths`].
+
+mod detect;
+mod error;
+mod http;
+mod locate;
+mod model;
+mod source;
+mod stream;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use crate::capture::{PixelFormatPref, SourceUri, UriError};
+pub use detect::DetectConfig;
+pub use error::ConfigError;
+pub use http::{AuthConfig, AuthMode, HttpConfig, UserConfig};
+pub use model::ModelConfig;
+pub use source::SourceConfig;
+pub use stream::StreamConfig;
+
+use crate::infer::ssd::SsdDecoder;
+use crate::infer::{DecodeSettings, DetectorSettings, Normalization, SessionOptions};
+use locate::{line_of, KeyMap};
+
+/// The whole config file. `Default` is the documented defaults.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The LiteRT library (`libLiteRt.so`). Unset (or `""`): the built-in
+    /// search (see the README).
+    #[serde(deserialize_with = "model::empty_path_is_none")]
+    pub runtime: Option<PathBuf>,
+    /// `[source]`: where frames come from.
+    pub source: SourceConfig,
+    /// `[model]`: the model and how it runs.
+    pub model: ModelConfig,
+    /// `[detect]`: which detections are kept; how often the model runs.
+    pub detect: DetectConfig,
+    /// `[stream]`: the annotated MJPEG stream.
+    pub stream: StreamConfig,
+    /// `[http]`: the server and its authentication.
+    pub http: HttpConfig,
+}
+
+/// Largest frame side accepted.
+const MAX_SIDE: u32 = 16384;
+/// Most interpreters accepted in `model.workers`.
+const MAX_WORKERS: usize = 64;
+
+impl Config {
+    /// Reads, parses and validates `path`, then resolves relative paths
+    /// against the file's directory ([`Config::resolve_paths`]). Does not
+    /// check that the model and other files exist; see
+    /// [`Config::load_checked`].
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_text(path).map(|(cfg, _)| cfg)
+    }
+
+    /// [`Config::load`], then checks that the files the config names exist
+    /// ([`Config::check_files`]); errors name the key and its line.
+    pub fn load_checked(path: &Path) -> Result<Config, ConfigError> {
+        let (cfg, text) = Self::load_text(path)?;
+        cfg.check_files()
+            .map_err(|(key, message)| invalid_at(path, &text, key, message))?;
+        Ok(cfg)
+    }
+
+    fn load_text(path: &Path) -> Result<(Config, String), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        let mut cfg = Self::parse(&text, path)?;
+        cfg.resolve_paths(path.parent().unwrap_or(Path::new("")));
+        Ok((cfg, text))
+    }
+
+    /// Parses and validates config text; `path` is only used in errors.
+    /// Paths are left as written.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let keys = match KeyMap::new(text) {
+            Some(keys) => keys,
+            // Not TOML: let the deserializer say why and where.
+            None => {
+                let e = toml::from_str::<Config>(text).err();
+                let (line, message) = match &e {
+                    Some(e) => (e.span().map(|s| line_of(text, s.start)), one_line(e.message())),
+                    None => (None, "not valid TOML".to_string()),
+                };
+                return Err(ConfigError::Syntax {
+                    path: path.to_path_buf(),
+                    line,
+                    message,
+                });
+            }
+        };
+        let cfg: Config = toml::from_str(text).map_err(|e| deserialize_error(&e, text, &keys, path))?;
+        cfg.validate().map_err(|(key, message)| {
+            let line = keys.span_of(&key).map(|s| line_of(text, s.start));
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                key,
+                message,
+            }
+        })?;
+        Ok(cfg)
+    }
+
+    /// Value checks beyond types: the first problem as (dotted key, message),
+    /// e.g. `("detect.threshold", "must be between 0 and 1, not 1.5")`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let err = |key: &str, msg: String| Err((key.to_string(), msg));
+        let finite_at_least = |key: &str, v: f32, min: f32, strict: bool| {
+            let ok = v.is_finite() && if strict { v > min } else { v >= min };
+            if ok {
+                Ok(())
+            } else if strict {
+                err(key, format!("must be more than {min}, not {v}"))
+            } else {
+                err(key, format!("must be {min} or more, not {v}"))
+            }
+        };
+
+        if self.runtime.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return err("runtime", "must not be empty".into());
+        }
+
+        // [source]
+        let s = &self.source;
+        if let Err(e) = s.parsed_uri() {
+            return err("source.uri", e.to_string());
+        }
+        for (key, v) in [("source.width", s.width), ("source.height", s.height)] {
+            if v > MAX_SIDE {
+                return err(key, format!("must be at most {MAX_SIDE}, not {v}"));
+            }
+        }
+        if (s.width == 0) != (s.height == 0) {
+            let (zero, other, v) = if s.width == 0 {
+                ("source.width", "source.height", s.height)
+            } else {
+                ("source.height", "source.width", s.width)
+            };
+            return err(
+                zero,
+                format!("is 0 (native size) but {other} is {v}; set both or neither to 0"),
+            );
+        }
+        finite_at_least("source.fps", s.fps, 0.0, false)?;
+        finite_at_least("source.stall_timeout", s.stall_timeout, 0.0, true)?;
+        finite_at_least("source.reconnect_max_backoff", s.reconnect_max_backoff, 0.0, true)?;
+        finite_at_least("source.seconds_per_image", s.seconds_per_image, 0.0, true)?;
+
+        // [model]
+        let m = &self.model;
+        if m.path.as_os_str().is_empty() {
+            return err("model.path", "must name the .tflite model".into());
+        }
+        if m.workers == 0 || m.workers > MAX_WORKERS {
+            return err(
+                "model.workers",
+                format!("must be between 1 and {MAX_WORKERS}, not {}", m.workers),
+            );
+        }
+        if m.top_k == 0 {
+            return err("model.top_k", "must be 1 or more, not 0".into());
+        }
+        if let Some(mean) = m.mean {
+            if !mean.is_finite() {
+                return err("model.mean", format!("must be a finite number, not {mean}"));
+            }
+        }
+        if let Some(std) = m.std {
+            finite_at_least("model.std", std, 0.0, true)?;
+        }
+        if let Err(e) = SsdDecoder::new(m.ssd.clone()) {
+            let (key, msg) = ssd_error_key(&e);
+            return Err((key, msg));
+        }
+
+        // [detect]
+        let d = &self.detect;
+        if let Err(e) = d.filter().validate() {
+            return Err(match e.split_once(" must ") {
+                Some((setting, rest)) => (format!("detect.{setting}"), format!("must {rest}")),
+                None => ("detect".into(), e),
+            });
+        }
+        if d.every_nth == 0 {
+            return err("detect.every_nth", "must be 1 or more, not 0".into());
+        }
+        finite_at_least("detect.max_inference_fps", d.max_inference_fps, 0.0, false)?;
+
+        // [stream]
+        let st = &self.stream;
+        if !(1..=100).contains(&st.quality) {
+            return err(
+                "stream.quality",
+                format!("must be between 1 and 100, not {}", st.quality),
+            );
+        }
+        if st.max_clients == 0 {
+            return err("stream.max_clients", "must be 1 or more, not 0".into());
+        }
+        finite_at_least("stream.client_timeout", st.client_timeout, 0.0, true)?;
+
+        // [http]
+        self.http.validate()
+    }
+
+    /// Checks that the files the config names exist: `model.path`,
+    /// `model.labels`, `runtime`, and the directory or file of `images:` and
+    /// `mjpeg:` sources (cameras are not checked: they may be plugged in
+    /// later). Errors as (dotted key, message).
+    pub fn check_files(&self) -> Result<(), (String, String)> {
+        let missing = |key: &str, p: &Path, what: &str| -> Result<(), (String, String)> {
+            let hint = if p.is_relative() {
+                " (relative paths are looked up in the working directory, then next to the config file)"
+            } else {
+                ""
+            };
+            Err((
+                key.to_string(),
+                format!("{what} not found: {}{hint}", p.display()),
+            ))
+        };
+        if !self.model.path.is_file() {
+            missing("model.path", &self.model.path, "model file")?;
+        }
+        if let Some(labels) = &self.model.labels {
+            if !labels.is_file() {
+                missing("model.labels", labels, "label file")?;
+            }
+        }
+        if let Some(rt) = &self.runtime {
+            if !rt.is_file() {
+                missing("runtime", rt, "LiteRT library")?;
+            }
+        }
+        match self.source.parsed_uri() {
+            Ok(SourceUri::Images(dir)) if !dir.is_dir() => missing("source.uri", &dir, "image directory")?,
+            Ok(SourceUri::Mjpeg(file)) if !file.is_file() => missing("source.uri", &file, "MJPEG file")?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Makes relative paths (`runtime`, `model.path`, `model.labels`, the
+    /// path of `images:` and `mjpeg:` sources) relative to `base`, the
+    /// directory of the config file, when they do not exist relative to the
+    /// working directory but do exist under `base`. Absolute paths, paths
+    /// that exist from the working directory, and paths found in neither
+    /// place are left alone.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.as_os_str().is_empty() || p.is_absolute() || p.exists() {
+                return;
+            }
+            let alt = base.join(&*p);
+            if alt.exists() {
+                *p = alt;
+            }
+        };
+        resolve(&mut self.model.path);
+        if let Some(labels) = &mut self.model.labels {
+            resolve(labels);
+        }
+        if let Some(rt) = &mut self.runtime {
+            resolve(rt);
+        }
+        let uri = match self.source.parsed_uri() {
+            Ok(SourceUri::Images(mut p)) => {
+                resolve(&mut p);
+                SourceUri::Images(p)
+            }
+            Ok(SourceUri::Mjpeg(mut p)) => {
+                resolve(&mut p);
+                SourceUri::Mjpeg(p)
+            }
+            _ => return,
+        };
+        self.source.uri = uri.to_string();
+    }
+
+    /// What the detector needs; `model.threads = 0` becomes all cores.
+    pub fn detector_settings(&self) -> DetectorSettings {
+        let m = &self.model;
+        DetectorSettings {
+            model: m.path.clone(),
+            labels: m.labels.clone(),
+            session: SessionOptions {
+                threads: if m.threads == 0 {
+                    crate::infer::session::default_threads()
+                } else {
+                    m.threads
+                },
+                xnnpack: m.xnnpack,
+            },
+            normalization: Normalization {
+                mean: m.mean,
+                std: m.std,
+            },
+            decode: DecodeSettings {
+                kind: m.decoder,
+                ssd: m.ssd.clone(),
+                top_k: m.top_k,
+                classifier_activation: m.classifier_activation,
+            },
+            filter: self.detect.filter(),
+        }
+    }
+
+    /// One line for logs and `check-config`: source, model, listen address.
+    pub fn summary(&self) -> String {
+        let s = &self.source;
+        let size = if s.width == 0 {
+            "native".to_string()
+        } else {
+            format!("{}x{}", s.width, s.height)
+        };
+        let fps = if s.fps == 0.0 {
+            "max".to_string()
+        } else {
+            format!("{}", s.fps)
+        };
+        format!(
+            "source {} {size}@{fps}fps, model {}, listen {}, auth {}",
+            s.uri,
+            self.model.path.display(),
+            self.http.listen,
+            self.http.auth.mode.name()
+        )
+    }
+}
+
+/// A located [`ConfigError::Invalid`] for `key` of the config `text`.
+fn invalid_at(path: &Path, text: &str, key: String, message: String) -> ConfigError {
+    let line = KeyMap::new(text)
+        .and_then(|k| k.span_of(&key))
+        .map(|s| line_of(text, s.start));
+    ConfigError::Invalid {
+        path: path.to_path_buf(),
+        line,
+        key,
+        message,
+    }
+}
+
+/// Multi-line parser messages on one line.
+fn one_line(msg: &str) -> String {
+    msg.trim().lines().map(str::trim).collect::<Vec<_>>().join("; ")
+}
+
+/// The names between backticks: "`a`, `b` or `c`" -> [a, b, c].
+fn backticked(s: &str) -> Vec<String> {
+    s.split('`').skip(1).step_by(2).map(str::to_string).collect()
+}
+
+/// Turns a deserializer error into an unknown-key or wrong-type error with
+/// the key found at the error's span.
+fn deserialize_error(e: &toml::de::Error, text: &str, keys: &KeyMap, path: &Path) -> ConfigError {
+    let path = path.to_path_buf();
+    let span = e.span();
+    let line = span.as_ref().map(|s| line_of(text, s.start));
+    let at = span.as_ref().and_then(|s| keys.key_at(s.start));
+    let message = one_line(e.message());
+
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((name, expected)) = rest.split_once('`') {
+            let table = match at {
+                Some((_, table)) => table.to_string(),
+                None => String::new(),
+            };
+            return ConfigError::UnknownKey {
+                path,
+                line,
+                table,
+                name: name.to_string(),
+                expected: backticked(expected),
+            };
+        }
+    }
+    let Some((key, _)) = at else {
+        return ConfigError::Syntax { path, line, message };
+    };
+    // "unknown variant `x`, expected one of `a`, `b`" -> a friendlier form.
+    let message = match message
+        .strip_prefix("unknown variant `")
+        .and_then(|r| r.split_once('`'))
+    {
+        Some((value, expected)) => {
+            format!(
+                "unknown value `{value}` (expected one of: {})",
+                backticked(expected).join(", ")
+            )
+        }
+        None => message,
+    };
+    ConfigError::WrongType {
+        path,
+        line,
+        key: key.to_string(),
+        message,
+    }
+}
+
+/// Maps an [`SsdDecoder::new`] message to the `model.ssd` key it is about.
+fn ssd_error_key(e: &str) -> (String, String) {
+    const SSD: &[&str] = &[
+        "box_scales",
+        "score_activation",
+        "background_class",
+        "score_threshold",
+        "iou_threshold",
+        "max_detections",
+        "max_per_class",
+    ];
+    const ANCHORS: &[&str] = &[
+        "num_layers",
+        "min_scale",
+        "max_scale",
+        "feature_map_sizes",
+        "aspect_ratios",
+        "reduce_boxes_in_lowest_layer",
+        "interpolated_scale_aspect_ratio",
+    ];
+    let (table, fields, msg) = match e.strip_prefix("anchors: ") {
+        Some(rest) => ("model.ssd.anchors", ANCHORS, rest),
+        None => ("model.ssd", SSD, e),
+    };
+    if msg.starts_with("aspect ratio ") {
+        return (format!("{table}.aspect_ratios"), msg.to_string());
+    }
+    let first = msg.split([' ', ':', '[']).next().unwrap_or("");
+    if fields.contains(&first) {
+        let rest = msg[first.len()..].trim_start_matches(':').trim_start();
+        let rest = if rest.starts_with('[') { msg } else { rest };
+        (format!("{table}.{first}"), rest.to_string())
+    } else {
+        (table.to_string(), msg.to_string())
+    }
+}

@@ -1,0 +1,540 @@
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::infer::ssd::ScoreActivation;
+use crate::infer::DecoderKind;
+
+const FILE: &str = "config/x.toml";
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new(FILE))
+}
+
+fn parse_err(text: &str) -> ConfigError {
+    match parse(text) {
+        Ok(cfg) => panic!("expected an error for\n{text}\ngot {cfg:?}"),
+        Err(e) => e,
+    }
+}
+
+fn example(name: &str) -> (PathBuf, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (path, text)
+}
+
+/// A valid PHC argon2id hash (of "password").
+const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$\
+                    Yw1ALN3qh4mj2nh/iJyk2tUO2CKffLW2zbRMu6nOcT0";
+
+/// Every key, written out with its documented default.
+const DEFAULTS: &str = r#"
+[source]
+uri = "test:"
+width = 640
+height = 480
+fps = 15.0
+loop = true
+format = "auto"
+stall_timeout = 5.0
+reconnect_max_backoff = 10.0
+pan = false
+seconds_per_image = 3.0
+
+[model]
+path = "models/ssd_mobilenet_v2_coco_quant.tflite"
+labels = "models/coco_labels.txt"
+threads = 0
+workers = 1
+xnnpack = true
+decoder = "auto"
+top_k = 5
+
+[model.ssd]
+box_scales = [10.0, 10.0, 5.0, 5.0]
+score_activation = "sigmoid"
+background_class = true
+score_threshold = 0.3
+iou_threshold = 0.5
+max_detections = 100
+max_per_class = 100
+
+[model.ssd.anchors]
+num_layers = 6
+min_scale = 0.2
+max_scale = 0.95
+feature_map_sizes = [19, 10, 5, 3, 2, 1]
+aspect_ratios = [1.0, 2.0, 0.5, 3.0, 0.3333333333333333]
+reduce_boxes_in_lowest_layer = true
+interpolated_scale_aspect_ratio = 1.0
+
+[detect]
+threshold = 0.5
+allow = []
+deny = []
+min_area = 0.0
+every_nth = 1
+max_inference_fps = 0.0
+
+[detect.label_thresholds]
+
+[stream]
+quality = 80
+overlay = true
+max_clients = 20
+client_timeout = 10.0
+annotate = true
+
+[http]
+listen = "127.0.0.1:8080"
+
+[http.auth]
+mode = "none"
+users = []
+token = ""
+"#;
+
+#[test]
+fn config_defaults_round_trip() {
+    let d = Config::default();
+    assert_eq!(d.validate(), Ok(()));
+    assert_eq!(parse("").unwrap(), d);
+    assert_eq!(parse("# nothing\n").unwrap(), d);
+    assert_eq!(parse(DEFAULTS).unwrap(), d);
+    assert_eq!(d.runtime, None);
+    assert_eq!(d.source.parsed_uri().unwrap(), SourceUri::Test);
+    assert_eq!(d.http.listen_addr().unwrap().to_string(), "127.0.0.1:8080");
+
+    let s = d.detector_settings();
+    assert_eq!(s.model, Path::new("models/ssd_mobilenet_v2_coco_quant.tflite"));
+    assert_eq!(s.labels.as_deref(), Some(Path::new("models/coco_labels.txt")));
+    assert_eq!(s.session.threads, crate::infer::session::default_threads());
+    assert!(s.session.xnnpack);
+    assert_eq!(s.decode, crate::infer::DecodeSettings::default());
+    assert_eq!(s.filter, crate::infer::FilterSettings::default());
+    assert_eq!(s.normalization, Normalization::default());
+}
+
+#[test]
+fn config_settings_carry_over() {
+    let cfg = parse(
+        r#"
+runtime = "/opt/libLiteRt.so"
+[model]
+labels = ""
+threads = 3
+xnnpack = false
+decoder = "raw_ssd"
+classifier_activation = "softmax"
+mean = 0.0
+std = 255.0
+[model.ssd]
+score_activation = "softmax"
+[model.ssd.anchors]
+min_scale = 0.1
+[detect]
+threshold = 0.4
+label_thresholds = { person = 0.7, "traffic light" = 0.3 }
+deny = ["car"]
+"#,
+    )
+    .unwrap();
+    assert_eq!(cfg.runtime.as_deref(), Some(Path::new("/opt/libLiteRt.so")));
+    let s = cfg.detector_settings();
+    assert_eq!(s.labels, None);
+    assert_eq!(s.session.threads, 3);
+    assert!(!s.session.xnnpack);
+    assert_eq!(s.decode.kind, DecoderKind::RawSsd);
+    assert_eq!(s.decode.classifier_activation, Some(ScoreActivation::Softmax));
+    assert_eq!(s.decode.ssd.score_activation, ScoreActivation::Softmax);
+    assert_eq!(s.decode.ssd.anchors.min_scale, 0.1);
+    assert_eq!(s.decode.ssd.anchors.num_layers, 6);
+    assert_eq!(
+        (s.normalization.mean, s.normalization.std),
+        (Some(0.0), Some(255.0))
+    );
+    assert_eq!(s.filter.threshold, 0.4);
+    assert_eq!(s.filter.label_thresholds["traffic light"], 0.3);
+    assert_eq!(s.filter.deny, vec!["car".to_string()]);
+}
+
+#[test]
+fn config_example_files_parse_and_validate() {
+    let (path, text) = example("edgevision.toml");
+    let prod = Config::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        prod.source.parsed_uri().unwrap(),
+        SourceUri::V4l2("/dev/video0".into())
+    );
+    assert_eq!(
+        prod.runtime.as_deref(),
+        Some(Path::new("/usr/lib/edgevision/libLiteRt.so"))
+    );
+    assert!(prod.model.path.starts_with("/usr/share/edgevision/models"));
+    assert_eq!(prod.http.listen, "0.0.0.0:8080");
+
+    let (path, text) = example("demo.toml");
+    let demo = Config::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        demo.source.parsed_uri().unwrap(),
+        SourceUri::Images("tests/photos".into())
+    );
+    assert!(demo.source.pan);
+    assert_eq!(
+        (demo.source.width, demo.source.height, demo.source.fps),
+        (640, 480, 15.0)
+    );
+    assert_eq!(demo.http.listen, "127.0.0.1:8080");
+    assert_eq!(
+        demo.model.path,
+        Path::new("models/ssd_mobilenet_v2_coco_quant.tflite")
+    );
+    assert_eq!(
+        demo.model.labels.as_deref(),
+        Some(Path::new("models/coco_labels.txt"))
+    );
+    assert_eq!(demo.detect.threshold, 0.5);
+}
+
+/// Every top-level table and key of the production example is documented:
+/// it sets every key the parser knows (optional ones may be commented out).
+#[test]
+fn config_production_example_sets_every_key() {
+    let (_, text) = example("edgevision.toml");
+    let uncommented: String = text
+        .lines()
+        .map(|l| l.trim_start().trim_start_matches('#').trim_start())
+        .collect::<Vec<_>>()
+        .join("\n");
+    for line in DEFAULTS
+        .lines()
+        .filter(|l| l.contains(" = ") || l.starts_with('['))
+    {
+        let key = line.split(" = ").next().unwrap();
+        let key = if key.starts_with('[') {
+            key.to_string()
+        } else {
+            format!("{key} =")
+        };
+        assert!(uncommented.contains(&key), "config/edgevision.toml lacks `{key}`");
+    }
+    for key in ["classifier_activation =", "mean =", "std =", "runtime ="] {
+        assert!(uncommented.contains(key), "config/edgevision.toml lacks `{key}`");
+    }
+}
+
+#[test]
+fn config_source_uri_forms() {
+    let ok = [
+        ("v4l2:/dev/video0", SourceUri::V4l2("/dev/video0".into())),
+        ("/dev/video2", SourceUri::V4l2("/dev/video2".into())),
+        (
+            "/dev/v4l/by-id/usb-cam-video-index0",
+            SourceUri::V4l2("/dev/v4l/by-id/usb-cam-video-index0".into()),
+        ),
+        ("images:tests/photos", SourceUri::Images("tests/photos".into())),
+        ("mjpeg:/tmp/a.mjpg", SourceUri::Mjpeg("/tmp/a.mjpg".into())),
+        ("test:", SourceUri::Test),
+    ];
+    for (s, want) in ok {
+        assert_eq!(s.parse::<SourceUri>().unwrap(), want, "{s}");
+    }
+    for bad in ["rtsp://x", "", "images:", "photos/"] {
+        let msg = bad.parse::<SourceUri>().unwrap_err().to_string();
+        for form in ["v4l2:/dev/videoN", "images:DIR", "mjpeg:FILE", "test:"] {
+            assert!(msg.contains(form), "{bad}: {msg}");
+        }
+    }
+}
+
+#[test]
+fn config_unknown_key_names_key_table_and_line() {
+    let e = parse_err("[source]\nuri = \"test:\"\n\n[detect]\nthreshold = 0.5\ntreshold = 0.6\n");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("config/x.toml:6: unknown key `treshold` in [detect] (expected one of: threshold, "),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("label_thresholds") && msg.contains("max_inference_fps"),
+        "{msg}"
+    );
+    assert_eq!(e.line(), Some(6));
+    assert_eq!(e.key().as_deref(), Some("detect.treshold"));
+
+    // Top level, an unknown table, a nested table, an inline table entry.
+    let e = parse_err("runtime = \"/x.so\"\nfoo = 1\n");
+    assert!(
+        e.to_string()
+            .starts_with("config/x.toml:2: unknown key `foo` at the top level"),
+        "{e}"
+    );
+    let e = parse_err("# c\n[detct]\nthreshold = 0.5\n");
+    assert!(
+        e.to_string()
+            .starts_with("config/x.toml:2: unknown key `detct` at the top level"),
+        "{e}"
+    );
+    let e = parse_err("[model.ssd.anchors]\nnum_layers = 6\nlayers = 2\n");
+    assert!(
+        e.to_string()
+            .starts_with("config/x.toml:3: unknown key `layers` in [model.ssd.anchors]"),
+        "{e}"
+    );
+    let e =
+        parse_err("[http.auth]\nmode = \"basic\"\nusers = [\n  { name = \"a\", pasword_hash = \"x\" },\n]\n");
+    assert!(
+        e.to_string()
+            .starts_with("config/x.toml:4: unknown key `pasword_hash` in [http.auth.users[0]]"),
+        "{e}"
+    );
+    let e = parse_err("source.fsp = 3\n");
+    assert!(
+        e.to_string()
+            .starts_with("config/x.toml:1: unknown key `fsp` in [source]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn config_wrong_type_names_key_and_line() {
+    let e = parse_err("[source]\nuri = \"test:\"\nfps = \"fast\"\n");
+    assert_eq!(
+        e.to_string(),
+        "config/x.toml:3: source.fps: invalid type: string \"fast\", expected f32"
+    );
+    assert!(matches!(e, ConfigError::WrongType { .. }));
+
+    let e = parse_err("[stream]\n\nquality = -3\n");
+    assert!(
+        e.to_string()
+            .starts_with("config/x.toml:3: stream.quality: invalid value: integer `-3`"),
+        "{e}"
+    );
+    let e = parse_err("[model]\ndecoder = \"yolo\"\n");
+    assert_eq!(
+        e.to_string(),
+        "config/x.toml:2: model.decoder: unknown value `yolo` (expected one of: auto, postprocess, raw_ssd, classifier)"
+    );
+    let e = parse_err("[detect]\nlabel_thresholds = { person = \"high\" }\n");
+    assert!(
+        e.to_string()
+            .starts_with("config/x.toml:2: detect.label_thresholds.person: invalid type"),
+        "{e}"
+    );
+    let e = parse_err("source = 5\n");
+    assert!(
+        e.to_string()
+            .starts_with("config/x.toml:1: source: invalid type: integer `5`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn config_syntax_error_has_line() {
+    let e = parse_err("[source]\nuri = \"test:\"\nfps = \n");
+    assert!(matches!(e, ConfigError::Syntax { line: Some(3), .. }), "{e:?}");
+    assert!(e.to_string().starts_with("config/x.toml:3: "), "{e}");
+    assert!(!e.to_string().contains('\n'), "{e}");
+}
+
+#[test]
+fn config_invalid_value_names_key_and_line() {
+    let e = parse_err("[source]\nuri = \"test:\"\n\n[detect]\nmin_area = 5.0\n\nthreshold = 1.5\n");
+    assert_eq!(
+        e.to_string(),
+        "config/x.toml:7: detect.threshold: must be between 0 and 1, not 1.5"
+    );
+    assert!(matches!(e, ConfigError::Invalid { .. }));
+
+    let cases: &[(&str, &str, usize)] = &[
+        ("[source]\nfps = -1.0\n", "source.fps", 2),
+        ("[source]\nwidth = 0\n", "source.width", 2),
+        ("[model]\nworkers = 0\n", "model.workers", 2),
+        ("[model]\npath = \"\"\n", "model.path", 2),
+        ("[model]\nstd = 0.0\n", "model.std", 2),
+        ("[model.ssd]\niou_threshold = 2.0\n", "model.ssd.iou_threshold", 2),
+        // A table-level problem: the table's header line.
+        ("[model.ssd.anchors]\n\nnum_layers = 2\n", "model.ssd.anchors", 1),
+        ("[detect]\nevery_nth = 0\n", "detect.every_nth", 2),
+        (
+            "[detect.label_thresholds]\ncat = 0.5\n\"traffic light\" = -1\n",
+            "detect.label_thresholds.traffic light",
+            3,
+        ),
+        ("[stream]\nquality = 0\n", "stream.quality", 2),
+        ("[stream]\nquality = 101\n", "stream.quality", 2),
+        ("[stream]\nmax_clients = 0\n", "stream.max_clients", 2),
+        ("stream.client_timeout = 0\n", "stream.client_timeout", 1),
+        ("[http.auth]\nmode = \"basic\"\n", "http.auth.mode", 2),
+    ];
+    for &(text, key, line) in cases {
+        let e = parse_err(text);
+        assert_eq!(e.key().as_deref(), Some(key), "{text}: {e}");
+        let want = (line > 0).then_some(line);
+        assert_eq!(e.line(), want, "{text}: {e}");
+    }
+}
+
+#[test]
+fn config_invalid_default_value_has_key_but_no_line() {
+    // `token` is not in the file: it holds its default, "".
+    let e = parse_err("[http.auth]\nmode = \"bearer\"\n");
+    assert_eq!(
+        e.to_string(),
+        "config/x.toml: http.auth.token: must be set when http.auth.mode = \"bearer\""
+    );
+    assert_eq!(e.line(), None);
+    assert_eq!(e.key().as_deref(), Some("http.auth.token"));
+}
+
+#[test]
+fn config_bad_uri_names_key_and_line() {
+    let e = parse_err("[source]\nwidth = 320\nheight = 240\nuri = \"rtsp://x\"\n");
+    let msg = e.to_string();
+    assert!(msg.starts_with("config/x.toml:4: source.uri: "), "{msg}");
+    assert!(
+        msg.contains("rtsp://x") && msg.contains("images:DIR") && msg.contains("v4l2:"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn config_bad_listen_names_key_and_line() {
+    let e = parse_err("[http]\n# where\nlisten = \"localhost:8080\"\n");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("config/x.toml:3: http.listen: `localhost:8080` is not an IP address"),
+        "{msg}"
+    );
+    assert!(parse("[http]\nlisten = \"[::]:8080\"\n").is_ok());
+    assert!(parse("http.listen = \"0.0.0.0:80\"\n").is_ok());
+}
+
+#[test]
+fn config_bad_argon2_hash_names_key_and_line() {
+    let good = format!(
+        "[http.auth]\nmode = \"basic\"\nusers = [{{ name = \"admin\", password_hash = \"{HASH}\" }}]\n"
+    );
+    let cfg = parse(&good).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.http.auth.users[0].name, "admin");
+    assert!(!format!("{cfg:?}").contains("<hidden>"));
+
+    let text = format!(
+        "[http.auth]\nmode = \"basic\"\n\n[[http.auth.users]]\nname = \"admin\"\npassword_hash = \"{HASH}\"\n\n\
+         [[http.auth.users]]\nname = \"bob\"\npassword_hash = \"hunter2\"\n"
+    );
+    let e = parse_err(&text);
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("config/x.toml:10: http.auth.users[1].password_hash: not a PHC-format hash"),
+        "{msg}"
+    );
+
+    let e = parse_err(
+        "[http.auth]\nmode = \"basic\"\nusers = [\n  { name = \"a\", password_hash = \"$pbkdf2-sha256$i=1000$c29tZXNhbHRzb21lc2FsdA$Yw1ALN3qh4mj2nh/iJyk2tUO2CKffLW2zbRMu6nOcT0\" },\n]\n",
+    );
+    assert!(
+        e.to_string()
+            .starts_with("config/x.toml:4: http.auth.users[0].password_hash: is a `pbkdf2-sha256` hash"),
+        "{e}"
+    );
+
+    let e = parse_err("[http.auth]\nmode = \"bearer\"\ntoken = \"two words\"\n");
+    assert!(
+        e.to_string().starts_with("config/x.toml:3: http.auth.token: "),
+        "{e}"
+    );
+    let cfg = parse("[http.auth]\nmode = \"bearer\"\ntoken = \"s3cret-token\"\n").unwrap();
+    assert!(!format!("{cfg:?}").contains("s3cret"));
+}
+
+#[test]
+fn config_read_error_names_file() {
+    let e = Config::load(Path::new("/nonexistent/edgevision.toml")).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("cannot read config /nonexistent/edgevision.toml: "),
+        "{e}"
+    );
+}
+
+#[test]
+fn config_resolve_paths_and_check_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("photos")).unwrap();
+    std::fs::write(dir.path().join("m.tflite"), b"x").unwrap();
+    let abs = dir.path().join("abs.tflite");
+    std::fs::write(&abs, b"x").unwrap();
+
+    let mut cfg = Config::default();
+    cfg.source.uri = "images:photos".into();
+    cfg.model.path = "m.tflite".into();
+    cfg.model.labels = Some("nowhere/labels.txt".into());
+    cfg.resolve_paths(dir.path());
+    // Found only next to the config: rewritten.
+    assert_eq!(cfg.model.path, dir.path().join("m.tflite"));
+    assert_eq!(
+        cfg.source.uri,
+        format!("images:{}", dir.path().join("photos").display())
+    );
+    // Found nowhere: left as written, and the check names it.
+    assert_eq!(cfg.model.labels.as_deref(), Some(Path::new("nowhere/labels.txt")));
+    let (key, msg) = cfg.check_files().unwrap_err();
+    assert_eq!(key, "model.labels");
+    assert!(msg.contains("nowhere/labels.txt"), "{msg}");
+    cfg.model.labels = None;
+    assert_eq!(cfg.check_files(), Ok(()));
+
+    // Absolute paths and paths found from the working directory stay.
+    let cwd_relative = Path::new("Cargo.toml");
+    if cwd_relative.exists() {
+        cfg.model.path = cwd_relative.into();
+        cfg.resolve_paths(dir.path());
+        assert_eq!(cfg.model.path, cwd_relative);
+    }
+    cfg.model.path = abs.clone();
+    cfg.resolve_paths(Path::new("/elsewhere"));
+    assert_eq!(cfg.model.path, abs);
+
+    // load_checked names the key and its line.
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        "[source]\nuri = \"test:\"\n[model]\nlabels = \"\"\npath = \"missing.tflite\"\n",
+    )
+    .unwrap();
+    let e = Config::load_checked(&file).unwrap_err();
+    assert_eq!(e.key().as_deref(), Some("model.path"));
+    assert_eq!(e.line(), Some(5));
+    assert!(e.to_string().contains("missing.tflite"), "{e}");
+    std::fs::write(&file, "[model]\nlabels = \"\"\npath = \"m.tflite\"\n").unwrap();
+    let cfg = Config::load_checked(&file).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.model.path, dir.path().join("m.tflite"));
+}
+
+#[test]
+fn config_ssd_error_keys() {
+    assert_eq!(
+        ssd_error_key("anchors: num_layers must be at least 1"),
+        ("model.ssd.anchors.num_layers".into(), "must be at least 1".into())
+    );
+    assert_eq!(
+        ssd_error_key("anchors: feature_map_sizes[2] is 0"),
+        (
+            "model.ssd.anchors.feature_map_sizes".into(),
+            "feature_map_sizes[2] is 0".into()
+        )
+    );
+    assert_eq!(
+        ssd_error_key("box_scales: 0 is not a positive number"),
+        ("model.ssd.box_scales".into(), "0 is not a positive number".into())
+    );
+    assert_eq!(
+        ssd_error_key("anchors: need 0 < min_scale <= max_scale <= 1, got x"),
+        (
+            "model.ssd.anchors".into(),
+            "need 0 < min_scale <= max_scale <= 1, got x".into()
+        )
+    );
+}

@@ -1,0 +1,195 @@
+//! Threads and the slots that connect them:
+//! source -> infer -> annotate -> encode -> broadcast.
+//!
+//! One capture thread reads frames into a single "latest frame" slot; a
+//! newer frame replaces an unconsumed one (counted as dropped), so latency
+//! never builds up. One or more workers each own an interpreter; a worker
+//! takes the newest frame, runs (or skips) inference, draws, encodes the
+//! JPEG once and publishes it to the hub. Frame buffers are recycled.
+
+mod encode;
+mod slot;
+mod worker;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::capture::{self, Frame, SourceOptions, SourceUri};
+use crate::hub::Hub;
+use crate::infer::{Detection, Detector, DetectorSettings, FilterSettings, InferError, Model, Runtime};
+
+pub use slot::Captured;
+use slot::Slot;
+
+/// Everything the pipeline needs besides the hub.
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    pub source: SourceUri,
+    pub source_options: SourceOptions,
+    pub detector: DetectorSettings,
+    /// Interpreters working on alternate frames.
+    pub workers: usize,
+    /// Run inference on every Nth frame; others reuse the latest detections.
+    pub every_nth: u32,
+    /// At most this many inferences per second (0: no cap).
+    pub max_inference_fps: f32,
+    pub jpeg_quality: u8,
+    /// FPS and latency text on the frames.
+    pub overlay: bool,
+    /// Boxes and labels on the frames.
+    pub annotate: bool,
+    /// Stop after this many processed frames (benchmarks).
+    pub frame_limit: Option<u64>,
+}
+
+/// Per-frame timings kept for `bench`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FrameTiming {
+    pub decode: Duration,
+    pub preprocess: Duration,
+    pub infer: Duration,
+    pub annotate: Duration,
+    pub encode: Duration,
+    /// From the frame being read to its JPEG being ready.
+    pub latency: Duration,
+    pub inferred: bool,
+}
+
+/// State shared by the pipeline's threads.
+pub(crate) struct Shared {
+    pub hub: Arc<Hub>,
+    pub slot: Slot,
+    pub stop: AtomicBool,
+    /// Latest detections, drawn on frames that skip inference.
+    pub latest: Mutex<(u64, Vec<Detection>)>,
+    pub last_published: AtomicU64,
+    pub processed: AtomicU64,
+    pub frame_limit: Option<u64>,
+    pub timings: Option<Mutex<Vec<FrameTiming>>>,
+    pub inference_gate: Mutex<Instant>,
+    pub filter_update: Mutex<Option<FilterSettings>>,
+    pub filter_generation: AtomicU64,
+}
+
+pub struct Pipeline {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    model: Arc<Model>,
+}
+
+impl Pipeline {
+    /// Loads the model, builds one detector per worker and starts the
+    /// threads. Model and label errors are returned here, before anything runs.
+    pub fn start(
+        rt: &'static Runtime,
+        settings: PipelineSettings,
+        hub: Arc<Hub>,
+        keep_timings: bool,
+    ) -> Result<Pipeline, InferError> {
+        let model = Model::load(rt, &settings.detector.model)?;
+        let workers = settings.workers.max(1);
+        let mut detectors = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            detectors.push(Detector::with_model(model.clone(), &settings.detector)?);
+        }
+        hub.metrics.set_build_info(&rt.path().display().to_string());
+        let shared = Arc::new(Shared {
+            hub,
+            slot: Slot::new(),
+            stop: AtomicBool::new(false),
+            latest: Mutex::new((0, Vec::new())),
+            last_published: AtomicU64::new(0),
+            processed: AtomicU64::new(0),
+            frame_limit: settings.frame_limit,
+            timings: keep_timings.then(|| Mutex::new(Vec::new())),
+            inference_gate: Mutex::new(Instant::now() - Duration::from_secs(3600)),
+            filter_update: Mutex::new(None),
+            filter_generation: AtomicU64::new(0),
+        });
+        let mut threads = Vec::new();
+        let source = capture::open_source(&settings.source, &settings.source_options);
+        let cap_shared = shared.clone();
+        let opts = settings.source_options.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("capture".into())
+                .spawn(move || slot::capture_loop(source, opts, cap_shared))
+                .expect("spawn capture thread"),
+        );
+        let worker_settings = worker::WorkerSettings::from(&settings);
+        for (i, det) in detectors.into_iter().enumerate() {
+            let sh = shared.clone();
+            let ws = worker_settings.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("worker-{i}"))
+                    .spawn(move || worker::run(det, ws, sh))
+                    .expect("spawn worker thread"),
+            );
+        }
+        Ok(Pipeline {
+            shared,
+            threads,
+            model,
+        })
+    }
+
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// Frames processed so far.
+    pub fn processed(&self) -> u64 {
+        self.shared.processed.load(Ordering::Relaxed)
+    }
+
+    /// True once every thread has ended (frame limit reached, or a fatal
+    /// source error).
+    pub fn finished(&self) -> bool {
+        self.threads.iter().all(|t| t.is_finished())
+    }
+
+    /// Replaces thresholds and label filters in every worker, without
+    /// reloading the model or dropping clients.
+    pub fn update_filter(&self, filter: FilterSettings) -> Result<(), String> {
+        filter.validate()?;
+        *self
+            .shared
+            .filter_update
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(filter);
+        self.shared.filter_generation.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Signals every thread to stop and waits for them.
+    pub fn stop(mut self) -> Vec<FrameTiming> {
+        self.shutdown();
+        self.shared
+            .timings
+            .as_ref()
+            .map(|t| std::mem::take(&mut *t.lock().unwrap()))
+            .unwrap_or_default()
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.slot.close();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A frame buffer from the recycle pool, or a new one.
+pub(crate) fn spare_frame(shared: &Shared) -> Frame {
+    shared.slot.take_spare().unwrap_or_default()
+}

@@ -1,0 +1,217 @@
+//! The newest-frame slot between the capture thread and the workers, and
+//! the capture loop that fills it.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::Shared;
+use crate::capture::{no_signal_frame, Event, Frame, Resilient, Source, SourceOptions};
+
+/// A frame on its way through the pipeline.
+pub struct Captured {
+    pub seq: u64,
+    pub frame: Frame,
+    /// False for the "no signal" frame shown while the source is down.
+    pub signal: bool,
+    pub read_at: Instant,
+    pub timestamp_ms: u64,
+}
+
+struct State {
+    latest: Option<Captured>,
+    spares: Vec<Frame>,
+    /// No more frames will come (stop, or the source ended).
+    closed: bool,
+}
+
+pub struct Slot {
+    state: Mutex<State>,
+    ready: Condvar,
+}
+
+impl Slot {
+    pub fn new() -> Self {
+        Slot {
+            state: Mutex::new(State {
+                latest: None,
+                spares: Vec::new(),
+                closed: false,
+            }),
+            ready: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts a frame in the slot; returns true if it replaced an unconsumed one.
+    pub fn put(&self, c: Captured) -> bool {
+        let mut s = self.lock();
+        let old = s.latest.replace(c);
+        let dropped = old.is_some();
+        if let Some(old) = old {
+            s.spares.push(old.frame);
+        }
+        drop(s);
+        self.ready.notify_one();
+        dropped
+    }
+
+    /// Waits for the next frame; None once closed and empty.
+    pub fn take(&self) -> Option<Captured> {
+        let mut s = self.lock();
+        loop {
+            if let Some(c) = s.latest.take() {
+                return Some(c);
+            }
+            if s.closed {
+                return None;
+            }
+            s = self
+                .ready
+                .wait_timeout(s, Duration::from_millis(200))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Returns a frame buffer for reuse.
+    pub fn recycle(&self, f: Frame) {
+        let mut s = self.lock();
+        if s.spares.len() < 8 {
+            s.spares.push(f);
+        }
+    }
+
+    pub fn take_spare(&self) -> Option<Frame> {
+        self.lock().spares.pop()
+    }
+
+    /// No more frames: wakes every waiting worker.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Exponentially weighted frames-per-second from frame intervals.
+pub struct FpsMeter {
+    last: Option<Instant>,
+    fps: f64,
+}
+
+impl FpsMeter {
+    pub fn new() -> Self {
+        FpsMeter { last: None, fps: 0.0 }
+    }
+
+    pub fn tick(&mut self) -> f64 {
+        let now = Instant::now();
+        if let Some(last) = self.last {
+            let dt = (now - last).as_secs_f64().max(1e-6);
+            let inst = 1.0 / dt;
+            self.fps = if self.fps == 0.0 {
+                inst
+            } else {
+                self.fps * 0.9 + inst * 0.1
+            };
+        }
+        self.last = Some(now);
+        self.fps
+    }
+
+    pub fn reset(&mut self) {
+        self.last = None;
+        self.fps = 0.0;
+    }
+}
+
+/// Reads frames until stopped. While the source is down it publishes a
+/// "no signal" frame twice a second and keeps `/readyz` false.
+pub(crate) fn capture_loop(source: Box<dyn Source>, opts: SourceOptions, shared: std::sync::Arc<Shared>) {
+    let metrics = shared.hub.metrics.clone();
+    let name = source.describe();
+    let mut src = Resilient::new(source, opts.max_backoff);
+    let (ns_w, ns_h) = if opts.width > 0 && opts.height > 0 {
+        (opts.width, opts.height)
+    } else {
+        (640, 480)
+    };
+    let mut seq = 0u64;
+    let mut fps = FpsMeter::new();
+    let mut last_no_signal: Option<Instant> = None;
+    let mut down_reason = String::from("starting");
+    let mut push = |frame: Frame, signal: bool, read_at: Instant, shared: &Shared| {
+        seq += 1;
+        let c = Captured {
+            seq,
+            frame,
+            signal,
+            read_at,
+            timestamp_ms: now_ms(),
+        };
+        if shared.slot.put(c) {
+            metrics.frames_dropped.inc();
+        }
+    };
+    while !shared.stop.load(Ordering::Relaxed) {
+        let mut frame = super::spare_frame(&shared);
+        match src.next(&mut frame) {
+            Event::Frame => {
+                let read_at = Instant::now();
+                metrics.frames_captured.inc();
+                metrics.capture_fps.set(fps.tick());
+                metrics
+                    .stage_seconds
+                    .with_label_values(&["decode"])
+                    .observe(frame.decode_time.as_secs_f64());
+                shared.hub.set_ready(true);
+                last_no_signal = None;
+                push(frame, true, read_at, &shared);
+            }
+            Event::Corrupt => {
+                metrics.frames_corrupt.inc();
+                shared.slot.recycle(frame);
+            }
+            Event::Reconnected => {
+                metrics.camera_reconnects.inc();
+                tracing::info!(source = %name, "source is back");
+                shared.slot.recycle(frame);
+            }
+            Event::Lost(reason) | Event::Fatal(reason) => {
+                tracing::warn!(source = %name, "source lost: {reason}");
+                shared.hub.set_ready(false);
+                metrics.capture_fps.set(0.0);
+                fps.reset();
+                down_reason = reason;
+                no_signal_frame(ns_w, ns_h, &down_reason, &mut frame);
+                last_no_signal = Some(Instant::now());
+                push(frame, false, Instant::now(), &shared);
+            }
+            Event::Waiting => {
+                if last_no_signal.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
+                    no_signal_frame(ns_w, ns_h, &down_reason, &mut frame);
+                    last_no_signal = Some(Instant::now());
+                    push(frame, false, Instant::now(), &shared);
+                } else {
+                    shared.slot.recycle(frame);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            Event::End => {
+                tracing::info!(source = %name, "source ended");
+                break;
+            }
+        }
+    }
+    shared.slot.close();
+}

@@ -1,0 +1,233 @@
+//! One worker: newest frame -> inference (or the latest detections) ->
+//! annotate -> encode once -> publish.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use image::RgbImage;
+
+use super::encode::JpegEncoder;
+use super::slot::FpsMeter;
+use super::{FrameTiming, PipelineSettings, Shared};
+use crate::annotate::{draw_detections, draw_text_block, AnnotateStyle};
+use crate::hub::{EncodedFrame, FrameReport};
+use crate::infer::{detection_json, Detection, Detector};
+
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerSettings {
+    every_nth: u64,
+    min_interval: Option<Duration>,
+    quality: u8,
+    overlay: bool,
+    annotate: bool,
+}
+
+impl From<&PipelineSettings> for WorkerSettings {
+    fn from(s: &PipelineSettings) -> Self {
+        WorkerSettings {
+            every_nth: s.every_nth.max(1) as u64,
+            min_interval: (s.max_inference_fps > 0.0)
+                .then(|| Duration::from_secs_f64(1.0 / s.max_inference_fps as f64)),
+            quality: s.jpeg_quality,
+            overlay: s.overlay,
+            annotate: s.annotate,
+        }
+    }
+}
+
+/// Whether this frame gets inference: every Nth, and no more often than the cap.
+fn should_infer(ws: &WorkerSettings, shared: &Shared, seq: u64) -> bool {
+    if seq % ws.every_nth != 0 {
+        return false;
+    }
+    match ws.min_interval {
+        None => true,
+        Some(min) => {
+            let mut last = shared.inference_gate.lock().unwrap_or_else(|e| e.into_inner());
+            if last.elapsed() >= min {
+                *last = Instant::now();
+                true
+            } else {
+                false
+            }
+        }
+    }
+}
+
+pub(crate) fn run(mut det: Detector, ws: WorkerSettings, shared: Arc<Shared>) {
+    let metrics = shared.hub.metrics.clone();
+    let kind = if det.is_classifier() {
+        "classifier"
+    } else {
+        "detector"
+    };
+    let mut encoder = JpegEncoder::new(ws.quality);
+    let mut dets: Vec<Detection> = Vec::with_capacity(64);
+    let mut fps = FpsMeter::new();
+    let mut filter_gen = 0u64;
+    let mut overlay_text = String::with_capacity(64);
+    let mut last_inference_ms = 0.0f64;
+    while let Some(c) = shared.slot.take() {
+        let gen = shared.filter_generation.load(Ordering::SeqCst);
+        if gen != filter_gen {
+            if let Some(f) = shared
+                .filter_update
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+            {
+                if let Err(e) = det.set_filter(f) {
+                    tracing::warn!("filter update refused: {e}");
+                }
+            }
+            filter_gen = gen;
+        }
+        let mut t = FrameTiming {
+            decode: c.frame.decode_time,
+            ..Default::default()
+        };
+        let (w, h) = (c.frame.width, c.frame.height);
+        if c.signal && should_infer(&ws, &shared, c.seq) {
+            match det.detect(&c.frame.rgb, w, h, &mut dets) {
+                Ok(timings) => {
+                    t.preprocess = timings.preprocess;
+                    t.infer = timings.infer;
+                    t.inferred = true;
+                    last_inference_ms = timings.infer.as_secs_f64() * 1e3;
+                    metrics.inference_seconds.observe(timings.infer.as_secs_f64());
+                    metrics
+                        .stage_seconds
+                        .with_label_values(&["preprocess"])
+                        .observe(timings.preprocess.as_secs_f64());
+                    metrics
+                        .stage_seconds
+                        .with_label_values(&["infer"])
+                        .observe(timings.infer.as_secs_f64());
+                    for d in &dets {
+                        metrics.detections.with_label_values(&[d.label.as_str()]).inc();
+                    }
+                    let mut latest = shared.latest.lock().unwrap_or_else(|e| e.into_inner());
+                    if c.seq >= latest.0 {
+                        latest.0 = c.seq;
+                        latest.1.clone_from(&dets);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("inference failed: {e}");
+                    dets.clear();
+                }
+            }
+        } else if c.signal {
+            dets.clone_from(&shared.latest.lock().unwrap_or_else(|e| e.into_inner()).1);
+        } else {
+            dets.clear();
+        }
+
+        let t_annotate = Instant::now();
+        let mut img = match RgbImage::from_raw(w, h, c.frame.rgb) {
+            Some(img) => img,
+            None => {
+                tracing::error!("frame buffer does not match {w}x{h}");
+                continue;
+            }
+        };
+        let style = AnnotateStyle::for_size(w, h);
+        if ws.annotate && c.signal {
+            if kind == "classifier" {
+                let lines: Vec<String> = dets
+                    .iter()
+                    .map(|d| format!("{} {:.0}%", d.label, d.score * 100.0))
+                    .collect();
+                let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+                draw_text_block(&mut img, 8, 8, &refs, &style);
+            } else {
+                draw_detections(&mut img, &dets, &style);
+            }
+        }
+        let fps_now = fps.tick();
+        if ws.overlay && c.signal {
+            use std::fmt::Write;
+            overlay_text.clear();
+            let latency = c.read_at.elapsed().as_secs_f64() * 1e3;
+            let _ = write!(
+                overlay_text,
+                "{fps_now:.1} fps  infer {last_inference_ms:.1} ms  lat {latency:.0} ms"
+            );
+            let y = h as i32 - (crate::annotate::text_height(style.font_scale) as i32 + 16);
+            draw_text_block(&mut img, 8, y.max(0), &[overlay_text.as_str()], &style);
+        }
+        t.annotate = t_annotate.elapsed();
+
+        let t_encode = Instant::now();
+        let jpeg = match encoder.encode(img.as_raw(), w, h) {
+            Ok(b) => Bytes::copy_from_slice(b),
+            Err(e) => {
+                tracing::error!("JPEG encoding failed: {e}");
+                recycle(&shared, img, w, h);
+                continue;
+            }
+        };
+        t.encode = t_encode.elapsed();
+        t.latency = c.read_at.elapsed() + t.decode;
+        metrics
+            .stage_seconds
+            .with_label_values(&["annotate"])
+            .observe(t.annotate.as_secs_f64());
+        metrics
+            .stage_seconds
+            .with_label_values(&["encode"])
+            .observe(t.encode.as_secs_f64());
+
+        // Workers may finish out of order: never publish an older frame.
+        let prev = shared.last_published.fetch_max(c.seq, Ordering::SeqCst);
+        if c.seq > prev {
+            shared.hub.publish_frame(EncodedFrame {
+                seq: c.seq,
+                jpeg,
+                width: w,
+                height: h,
+                timestamp_ms: c.timestamp_ms,
+            });
+            shared.hub.publish_report(FrameReport {
+                frame: c.seq,
+                timestamp_ms: c.timestamp_ms,
+                width: w,
+                height: h,
+                signal: c.signal,
+                inference_ms: last_inference_ms,
+                latency_ms: t.latency.as_secs_f64() * 1e3,
+                fps: fps_now,
+                model_kind: kind,
+                detections: detection_json(&dets),
+            });
+            metrics.processing_fps.set(fps_now);
+        } else {
+            metrics.frames_dropped.inc();
+        }
+        if c.signal {
+            metrics.frames_processed.inc();
+            if let Some(timings) = &shared.timings {
+                timings.lock().unwrap_or_else(|e| e.into_inner()).push(t);
+            }
+            let n = shared.processed.fetch_add(1, Ordering::SeqCst) + 1;
+            if shared.frame_limit.is_some_and(|limit| n >= limit) {
+                shared.stop.store(true, Ordering::SeqCst);
+                shared.slot.close();
+            }
+        }
+        recycle(&shared, img, w, h);
+    }
+}
+
+fn recycle(shared: &Shared, img: RgbImage, w: u32, h: u32) {
+    let mut frame = crate::capture::Frame {
+        width: w,
+        height: h,
+        rgb: img.into_raw(),
+        ..Default::default()
+    };
+    frame.reshape(w, h);
+    shared.slot.recycle(frame);
+}

@@ -1,0 +1,129 @@
+//! `edgevision check-config`: what the real binary prints for broken configs
+//! and for the demo config.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `edgevision check-config FILE` from the crate root.
+fn check_config(file: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_edgevision"))
+        .arg("check-config")
+        .arg(file)
+        .current_dir(root())
+        .env_remove("EDGEVISION_LITERT")
+        .output()
+        .expect("run edgevision")
+}
+
+/// Writes `text` to a config file in a fresh temporary directory.
+fn temp_config(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("edgevision.toml");
+    std::fs::write(&file, text).unwrap();
+    (dir, file)
+}
+
+/// Asserts that the command failed with a single `error: FILE:...` line
+/// containing every one of `parts`; returns stderr.
+fn assert_fails(out: &Output, file: &Path, parts: &[&str]) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.is_empty(), "stdout: {stdout}");
+    let prefix = format!("error: {}:", file.display());
+    assert!(stderr.starts_with(&prefix), "want `{prefix}...`, got: {stderr}");
+    for part in parts {
+        assert!(stderr.contains(part), "want `{part}` in: {stderr}");
+    }
+    stderr
+}
+
+#[test]
+fn unknown_key_names_the_key_table_and_line() {
+    let (_dir, file) = temp_config("[source]\nuri = \"test:\"\n\n[detect]\ntreshold = 0.6\n");
+    let out = check_config(&file);
+    assert_fails(
+        &out,
+        &file,
+        &[
+            ":5: unknown key `treshold` in [detect]",
+            "expected one of: threshold,",
+        ],
+    );
+}
+
+#[test]
+fn wrong_type_names_the_key_and_line() {
+    let (_dir, file) = temp_config("[source]\nuri = \"test:\"\nfps = \"fast\"\n");
+    let out = check_config(&file);
+    assert_fails(
+        &out,
+        &file,
+        &[":3: source.fps: invalid type: string \"fast\", expected f32"],
+    );
+}
+
+#[test]
+fn bad_source_uri_lists_the_accepted_forms() {
+    let (_dir, file) = temp_config("# camera\n[source]\nuri = \"rtsp://cam/stream\"\n");
+    let out = check_config(&file);
+    assert_fails(
+        &out,
+        &file,
+        &[
+            ":3: source.uri: ",
+            "rtsp://cam/stream",
+            "images:DIR",
+            "mjpeg:FILE",
+            "test:",
+        ],
+    );
+}
+
+#[test]
+fn missing_model_file_names_model_path() {
+    let (_dir, file) =
+        temp_config("[model]\nlabels = \"models/coco_labels.txt\"\npath = \"models/no_such_model.tflite\"\n");
+    let out = check_config(&file);
+    assert_fails(&out, &file, &[":3: model.path: ", "no_such_model.tflite"]);
+}
+
+#[test]
+fn unreadable_file_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("missing.toml");
+    let out = check_config(&file);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error: cannot read config {}: ", file.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn demo_config_is_ok() {
+    let file = Path::new("config/demo.toml");
+    for asset in [
+        "models/ssd_mobilenet_v2_coco_quant.tflite",
+        "models/coco_labels.txt",
+        "tests/photos",
+    ] {
+        assert!(
+            root().join(asset).exists(),
+            "{asset} is missing: run scripts/setup first"
+        );
+    }
+    let out = check_config(file);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.starts_with("config/demo.toml: ok ("), "{stdout}");
+    assert!(stdout.contains("images:tests/photos"), "{stdout}");
+    assert!(stdout.contains("ssd_mobilenet_v2_coco_quant.tflite"), "{stdout}");
+    assert!(stdout.contains("127.0.0.1:8080"), "{stdout}");
+}

@@ -1,0 +1,400 @@
+//! `edgevision run` end to end: the real binary on real photos, read by
+//! real HTTP clients (and, in `browser.rs`, a real browser).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running daemon, killed on drop.
+struct Daemon {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `edgevision run` with the given config body (paths relative to
+/// the crate root) on a free port and waits until it listens.
+fn start(config: &str) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("edgevision.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let mut child = common::bin()
+        .args(["run", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .env("EDGEVISION_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn edgevision run");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent {
+                if let Some(rest) = line.split("serving on http://").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or("").trim_end_matches('/');
+                    let _ = tx.send(addr.to_string());
+                    sent = true;
+                }
+            }
+            eprintln!("[daemon] {line}");
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("daemon did not start listening");
+    Daemon {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+fn get(addr: &str, path: &str) -> (u16, Vec<u8>) {
+    let r = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.bytes().unwrap().to_vec())
+}
+
+/// Polls until `f` returns Some, or fails after `secs`.
+fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn metrics(addr: &str) -> String {
+    String::from_utf8(get(addr, "/metrics").1).unwrap()
+}
+
+/// Reads `n` JPEG parts from /stream.mjpg (reqwest undoes the chunked
+/// transfer encoding; the multipart framing is parsed here).
+fn stream_frames(addr: &str, n: usize) -> Vec<Vec<u8>> {
+    let resp = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+        .get(format!("http://{addr}/stream.mjpg"))
+        .send()
+        .expect("stream request");
+    assert_eq!(resp.status().as_u16(), 200);
+    let ctype = resp.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ctype.starts_with("multipart/x-mixed-replace"), "{ctype}");
+    let mut r = BufReader::new(resp);
+    let mut frames = Vec::new();
+    while frames.len() < n {
+        let mut line = Vec::new();
+        r.read_until(b'\n', &mut line).unwrap();
+        let lower = String::from_utf8_lossy(&line).to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            let len: usize = v.trim().parse().unwrap();
+            loop {
+                let mut l = Vec::new();
+                r.read_until(b'\n', &mut l).unwrap();
+                if l == b"\r\n" {
+                    break;
+                }
+            }
+            let mut buf = vec![0u8; len];
+            r.read_exact(&mut buf).unwrap();
+            frames.push(buf);
+        }
+    }
+    frames
+}
+
+fn demo_config(source: &str, extra: &str) -> String {
+    format!(
+        r#"
+[source]
+uri = "{source}"
+width = 640
+height = 480
+fps = 10.0
+stall_timeout = 2.0
+reconnect_max_backoff = 1.0
+{extra}
+
+[model]
+path = "{model}"
+labels = "{labels}"
+threads = 1
+
+[detect]
+threshold = 0.5
+
+[stream]
+quality = 85
+"#,
+        model = common::coco_model().display(),
+        labels = common::coco_labels().display(),
+    )
+}
+
+/// A directory holding only dog.jpg: the stream should show a dog, a
+/// bicycle and a car.
+fn dog_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::copy(common::photo("dog.jpg"), d.path().join("dog.jpg")).unwrap();
+    d
+}
+
+#[test]
+fn serves_annotated_frames_detections_metrics_and_events() {
+    let photos = dog_dir();
+    let d = start(&demo_config(&format!("images:{}", photos.path().display()), ""));
+
+    // Ready once frames flow.
+    wait_for(60, "/readyz", || (get(&d.addr, "/readyz").0 == 200).then_some(()));
+    assert_eq!(get(&d.addr, "/healthz").0, 200);
+
+    // The latest detections list the expected labels.
+    let report: Value = wait_for(30, "detections", || {
+        let (code, body) = get(&d.addr, "/api/detections");
+        let v: Value = serde_json::from_slice(&body).ok()?;
+        (code == 200 && v["detections"].as_array().is_some_and(|a| a.len() >= 3)).then_some(v)
+    });
+    let labels: Vec<&str> = report["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["label"].as_str().unwrap())
+        .collect();
+    for want in ["dog", "bicycle", "car"] {
+        assert!(labels.contains(&want), "{labels:?}");
+    }
+    assert!(report["frame"].as_u64().unwrap() > 0);
+    assert_eq!(report["signal"], true);
+
+    // The stream yields valid JPEGs of the configured size, with boxes drawn
+    // in the label's colour where the API says the dog is.
+    let frames = stream_frames(&d.addr, 3);
+    let img = image::load_from_memory(frames.last().unwrap())
+        .expect("valid JPEG")
+        .to_rgb8();
+    assert_eq!(img.dimensions(), (640, 480));
+    let dog = report["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["label"] == "dog")
+        .unwrap();
+    assert_boxed(&img, dog, "dog");
+
+    // Snapshot too.
+    let (code, body) = get(&d.addr, "/snapshot.jpg");
+    assert_eq!(code, 200);
+    assert_eq!(image::load_from_memory(&body).unwrap().width(), 640);
+
+    // Metrics parse and count frames, rising over time.
+    let first = metric(&metrics(&d.addr), "edgevision_frames_processed_total").expect("frames metric");
+    let later = wait_for(10, "frames to rise", || {
+        let v = metric(&metrics(&d.addr), "edgevision_frames_processed_total")?;
+        (v > first).then_some(v)
+    });
+    assert!(later > first);
+    let text = metrics(&d.addr);
+    assert!(metric(&text, "edgevision_capture_fps").unwrap() > 0.0, "{text}");
+    assert!(
+        text.contains("edgevision_detections_total{label=\"dog\"}"),
+        "{text}"
+    );
+    assert!(text.contains("edgevision_build_info{"), "{text}");
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "unparsable sample: {line}");
+    }
+
+    // Server-Sent Events arrive, one per processed frame.
+    let mut s = TcpStream::connect(&d.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut r = BufReader::new(s);
+    let mut events = Vec::new();
+    while events.len() < 3 {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if let Some(json) = line.strip_prefix("data: ") {
+            events.push(
+                serde_json::from_str::<Value>(json.trim()).expect("event JSON")["frame"]
+                    .as_u64()
+                    .unwrap(),
+            );
+        }
+    }
+    assert!(events.windows(2).all(|w| w[1] > w[0]), "{events:?}");
+}
+
+/// Along the top edge of the box the API reports, most pixels have the
+/// label's colour (JPEG blurs it a little).
+fn assert_boxed(img: &image::RgbImage, det: &Value, label: &str) {
+    let b: Vec<f64> = det["box"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let colour = edgevision::annotate::label_color(label);
+    let near = |p: &image::Rgb<u8>| {
+        p.0.iter()
+            .zip(colour.0.iter())
+            .all(|(a, b)| (*a as i32 - *b as i32).abs() < 70)
+    };
+    // The frame may be a different pan position than the report; search a
+    // band around the reported edges for a line of the label colour.
+    let (x0, x1) = (b[0].max(0.0) as u32, (b[2] as u32).min(img.width() - 1));
+    let mut best = 0usize;
+    for y in 0..img.height() {
+        let run = (x0..=x1).filter(|x| near(img.get_pixel(*x, y))).count();
+        best = best.max(run);
+    }
+    let width = (x1 - x0) as usize;
+    assert!(
+        best * 2 > width,
+        "no {label}-coloured box edge: best run {best} of {width}"
+    );
+}
+
+#[test]
+fn recovers_when_the_source_goes_away_and_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = dir.path().join("cam.mjpg");
+    // An MJPEG file of two real photos, as `ffmpeg -f mjpeg` would write.
+    let mut bytes = Vec::new();
+    for p in ["dog.jpg", "person.jpg"] {
+        bytes.extend(std::fs::read(common::photo(p)).unwrap());
+    }
+    std::fs::write(&video, &bytes).unwrap();
+    let d = start(&demo_config(&format!("mjpeg:{}", video.display()), ""));
+    wait_for(60, "ready", || (get(&d.addr, "/readyz").0 == 200).then_some(()));
+    let before = metric(&metrics(&d.addr), "edgevision_camera_reconnects_total").unwrap_or(0.0);
+
+    std::fs::remove_file(&video).unwrap();
+    wait_for(20, "not ready after the source vanished", || {
+        (get(&d.addr, "/readyz").0 == 503).then_some(())
+    });
+    wait_for(10, "the no-signal frame", || {
+        let report: Value = serde_json::from_slice(&get(&d.addr, "/api/detections").1).ok()?;
+        (report["signal"] == false).then_some(())
+    });
+    let (code, body) = get(&d.addr, "/snapshot.jpg");
+    assert_eq!(code, 200);
+    assert!(image::load_from_memory(&body).is_ok());
+
+    std::fs::write(&video, &bytes).unwrap();
+    wait_for(30, "ready again", || {
+        (get(&d.addr, "/readyz").0 == 200).then_some(())
+    });
+    let after = wait_for(10, "reconnect counted", || {
+        let v = metric(&metrics(&d.addr), "edgevision_camera_reconnects_total")?;
+        (v > before).then_some(v)
+    });
+    assert!(after >= before + 1.0);
+    let processed = metric(&metrics(&d.addr), "edgevision_frames_processed_total").unwrap();
+    wait_for(10, "frames flowing again", || {
+        (metric(&metrics(&d.addr), "edgevision_frames_processed_total")? > processed).then_some(())
+    });
+}
+
+#[test]
+fn stops_within_two_seconds_on_sigterm() {
+    let d = start(&demo_config("test:", ""));
+    wait_for(60, "ready", || (get(&d.addr, "/readyz").0 == 200).then_some(()));
+    // Keep a stream client connected: shutdown must not wait for it.
+    let _client = TcpStream::connect(&d.addr).and_then(|mut s| {
+        write!(s, "GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        Ok(s)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let mut d = d;
+    let pid = d.child.id() as i32;
+    let t = Instant::now();
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc_kill(pid, 15) };
+    let status = wait_for(5, "exit", || d.child.try_wait().ok().flatten());
+    let took = t.elapsed();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+#[test]
+fn bad_config_and_busy_port_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[source]\nuri = \"rtsp://camera\"\n").unwrap();
+    let out = common::run(common::bin().args(["run", "--config"]).arg(&cfg));
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("bad.toml:2") && out.stderr.contains("source.uri"),
+        "{}",
+        out.stderr
+    );
+
+    let missing = Path::new("/nonexistent/model.tflite");
+    let out = common::run(
+        common::bin()
+            .args(["run", "--source", "test:", "--model"])
+            .arg(missing),
+    );
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("/nonexistent/model.tflite"), "{}", out.stderr);
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = common::run(
+        common::bin()
+            .args([
+                "run",
+                "--source",
+                "test:",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--model",
+            ])
+            .arg(common::coco_model()),
+    );
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{}",
+        out.stderr
+    );
+}
