@@ -3,90 +3,14 @@
 
 mod common;
 
+use common::daemon::{get, start, wait_for};
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-/// A running daemon, killed on drop.
-struct Daemon {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `edgevision run` with the given config body (paths relative to
-/// the crate root) on a free port and waits until it listens.
-fn start(config: &str) -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("edgevision.toml");
-    std::fs::write(&cfg, config).unwrap();
-    let mut child = common::bin()
-        .args(["run", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&cfg)
-        .env("EDGEVISION_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn edgevision run");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent {
-                if let Some(rest) = line.split("serving on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("").trim_end_matches('/');
-                    let _ = tx.send(addr.to_string());
-                    sent = true;
-                }
-            }
-            eprintln!("[daemon] {line}");
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("daemon did not start listening");
-    Daemon {
-        child,
-        addr,
-        _dir: dir,
-    }
-}
-
-fn get(addr: &str, path: &str) -> (u16, Vec<u8>) {
-    let r = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-        .get(format!("http://{addr}{path}"))
-        .send()
-        .expect("request");
-    let status = r.status().as_u16();
-    (status, r.bytes().unwrap().to_vec())
-}
-
-/// Polls until `f` returns Some, or fails after `secs`.
-fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()

@@ -2,6 +2,8 @@
 //! binary. Missing assets fail the test with a hint; they never skip it.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::path::PathBuf;
 use std::process::Command;
 
