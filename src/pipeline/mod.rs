@@ -112,10 +112,13 @@ impl Pipeline {
         let source = capture::open_source(&settings.source, &settings.source_options);
         let cap_shared = shared.clone();
         let opts = settings.source_options.clone();
+        // Unpaced file sources are read on demand; cameras and paced sources
+        // keep their own clock and replace unprocessed frames.
+        let pull = opts.fps == 0.0 && !matches!(settings.source, SourceUri::V4l2(_));
         threads.push(
             std::thread::Builder::new()
                 .name("capture".into())
-                .spawn(move || slot::capture_loop(source, opts, cap_shared))
+                .spawn(move || slot::capture_loop(source, opts, pull, workers > 1, cap_shared))
                 .expect("spawn capture thread"),
         );
         let worker_settings = worker::WorkerSettings::from(&settings);

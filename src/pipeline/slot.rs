@@ -23,11 +23,14 @@ struct State {
     spares: Vec<Frame>,
     /// No more frames will come (stop, or the source ended).
     closed: bool,
+    /// Workers blocked in `take`.
+    idle_workers: usize,
 }
 
 pub struct Slot {
     state: Mutex<State>,
     ready: Condvar,
+    taken: Condvar,
 }
 
 impl Slot {
@@ -37,8 +40,10 @@ impl Slot {
                 latest: None,
                 spares: Vec::new(),
                 closed: false,
+                idle_workers: 0,
             }),
             ready: Condvar::new(),
+            taken: Condvar::new(),
         }
     }
 
@@ -64,13 +69,36 @@ impl Slot {
         let mut s = self.lock();
         loop {
             if let Some(c) = s.latest.take() {
+                drop(s);
+                self.taken.notify_all();
                 return Some(c);
             }
             if s.closed {
                 return None;
             }
+            s.idle_workers += 1;
+            self.taken.notify_all();
             s = self
                 .ready
+                .wait_timeout(s, Duration::from_millis(200))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            s.idle_workers -= 1;
+        }
+    }
+
+    /// Waits until a worker is idle and the slot is empty (or closed).
+    /// File sources read as fast as possible use this: they decode a frame
+    /// only when a worker is ready for it, instead of spinning a core on
+    /// frames that would be dropped or letting one wait in the slot (which
+    /// would add a frame time of latency). Cameras never wait.
+    /// With `read_ahead` (several workers) it only waits for the slot to
+    /// empty, so decoding overlaps the other workers' inference.
+    pub fn wait_for_demand(&self, read_ahead: bool) {
+        let mut s = self.lock();
+        while (s.latest.is_some() || (!read_ahead && s.idle_workers == 0)) && !s.closed {
+            s = self
+                .taken
                 .wait_timeout(s, Duration::from_millis(200))
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
@@ -93,6 +121,7 @@ impl Slot {
     pub fn close(&self) {
         self.lock().closed = true;
         self.ready.notify_all();
+        self.taken.notify_all();
     }
 }
 
@@ -137,7 +166,13 @@ impl FpsMeter {
 
 /// Reads frames until stopped. While the source is down it publishes a
 /// "no signal" frame twice a second and keeps `/readyz` false.
-pub(crate) fn capture_loop(source: Box<dyn Source>, opts: SourceOptions, shared: std::sync::Arc<Shared>) {
+pub(crate) fn capture_loop(
+    source: Box<dyn Source>,
+    opts: SourceOptions,
+    pull: bool,
+    read_ahead: bool,
+    shared: std::sync::Arc<Shared>,
+) {
     let metrics = shared.hub.metrics.clone();
     let name = source.describe();
     let mut src = Resilient::new(source, opts.max_backoff);
@@ -164,6 +199,9 @@ pub(crate) fn capture_loop(source: Box<dyn Source>, opts: SourceOptions, shared:
         }
     };
     while !shared.stop.load(Ordering::Relaxed) {
+        if pull {
+            shared.slot.wait_for_demand(read_ahead);
+        }
         let mut frame = super::spare_frame(&shared);
         match src.next(&mut frame) {
             Event::Frame => {
