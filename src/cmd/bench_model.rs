@@ -12,7 +12,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::ModelArgs;
-use crate::infer::{DecodeSettings, Detector, DetectorSettings, FilterSettings, Normalization};
+use crate::infer::Detector;
 
 #[derive(Debug, Args)]
 pub struct BenchModelArgs {
@@ -60,20 +60,7 @@ fn stats(samples: &mut [Duration]) -> (f64, f64) {
 pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.iterations >= 1, "--iterations must be 1 or more");
     let rt = args.model.runtime()?;
-    let settings = DetectorSettings {
-        model: args.model.model.clone(),
-        labels: args.model.labels.clone(),
-        session: args.model.session()?,
-        normalization: Normalization::default(),
-        decode: DecodeSettings {
-            kind: args.model.decoder.into(),
-            ..Default::default()
-        },
-        filter: FilterSettings {
-            threshold: args.threshold,
-            ..Default::default()
-        },
-    };
+    let settings = args.model.detector_settings(args.threshold, 5)?;
     let mut det = Detector::new(rt, &settings)?;
     let img = image::open(&args.image)
         .with_context(|| format!("cannot read image {}", args.image.display()))?

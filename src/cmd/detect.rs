@@ -10,9 +10,7 @@ use serde::Serialize;
 
 use super::ModelArgs;
 use crate::annotate::{draw_detections, AnnotateStyle};
-use crate::infer::{
-    detection_json, DecodeSettings, Detection, Detector, DetectorSettings, FilterSettings, Normalization,
-};
+use crate::infer::{detection_json, Detection, Detector};
 
 #[derive(Debug, Args)]
 pub struct DetectArgs {
@@ -45,27 +43,8 @@ struct JsonImage {
 }
 
 pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&args.threshold),
-        "--threshold must be between 0 and 1, not {}",
-        args.threshold
-    );
     let rt = args.model.runtime()?;
-    let settings = DetectorSettings {
-        model: args.model.model.clone(),
-        labels: args.model.labels.clone(),
-        session: args.model.session()?,
-        normalization: Normalization::default(),
-        decode: DecodeSettings {
-            kind: args.model.decoder.into(),
-            top_k: args.top_k,
-            ..Default::default()
-        },
-        filter: FilterSettings {
-            threshold: args.threshold,
-            ..Default::default()
-        },
-    };
+    let settings = args.model.detector_settings(args.threshold, args.top_k)?;
     let mut detector = Detector::new(rt, &settings)?;
     if let Some(dir) = &args.annotate {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

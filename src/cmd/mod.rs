@@ -10,7 +10,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::infer::{DecoderKind, Runtime, RuntimeSearch, SessionOptions};
+use crate::infer::{
+    DecodeSettings, DecoderKind, DetectorSettings, FilterSettings, Normalization, Runtime, RuntimeSearch,
+    SessionOptions,
+};
 
 /// Options shared by every subcommand that runs a model.
 #[derive(Debug, Clone, Args)]
@@ -70,5 +73,29 @@ impl ModelArgs {
         }
         s.xnnpack = !self.no_xnnpack;
         Ok(s)
+    }
+
+    /// Detector settings from the command line: a global threshold and,
+    /// for classifiers, `top_k` classes.
+    pub fn detector_settings(&self, threshold: f32, top_k: usize) -> anyhow::Result<DetectorSettings> {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&threshold),
+            "--threshold must be between 0 and 1, not {threshold}"
+        );
+        Ok(DetectorSettings {
+            model: self.model.clone(),
+            labels: self.labels.clone(),
+            session: self.session()?,
+            normalization: Normalization::default(),
+            decode: DecodeSettings {
+                kind: self.decoder.into(),
+                top_k,
+                ..Default::default()
+            },
+            filter: FilterSettings {
+                threshold,
+                ..Default::default()
+            },
+        })
     }
 }
