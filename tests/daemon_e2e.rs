@@ -322,3 +322,36 @@ fn bad_config_and_busy_port_are_clear_errors() {
         out.stderr
     );
 }
+
+#[test]
+fn bench_runs_the_pipeline_headless_and_prints_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = dir.path().join("clip.mjpg");
+    let mut bytes = Vec::new();
+    for p in ["dog.jpg", "person.jpg", "eagle.jpg"] {
+        bytes.extend(std::fs::read(common::photo(p)).unwrap());
+    }
+    std::fs::write(&video, &bytes).unwrap();
+    let out = common::run(
+        common::bin()
+            .args(["bench", "--frames", "12", "--threads", "1", "--json", "--source"])
+            .arg(format!("mjpeg:{}", video.display()))
+            .arg("--model")
+            .arg(common::coco_model())
+            .arg("--labels")
+            .arg(common::coco_labels()),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v: Value = serde_json::from_str(out.stdout.trim()).expect("one JSON object");
+    assert!(v["frames"].as_u64().unwrap() >= 12);
+    assert!(v["fps"].as_f64().unwrap() > 0.0 && v["seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["threads"], 1);
+    for stage in ["decode", "preprocess", "infer", "annotate", "encode"] {
+        assert!(v["stage_ms"][stage].as_f64().unwrap() > 0.0, "stage {stage}: {v}");
+    }
+    let (p50, p99) = (
+        v["latency_ms"]["p50"].as_f64().unwrap(),
+        v["latency_ms"]["p99"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p99 >= p50, "{v}");
+}
