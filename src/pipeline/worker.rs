@@ -63,7 +63,15 @@ pub(crate) fn run(mut det: Detector, ws: WorkerSettings, shared: Arc<Shared>) {
     } else {
         "detector"
     };
-    let mut encoder = JpegEncoder::new(ws.quality);
+    let mut encoder = match JpegEncoder::new(ws.quality) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!("cannot start the JPEG encoder: {e}");
+            shared.stop.store(true, Ordering::SeqCst);
+            shared.slot.close();
+            return;
+        }
+    };
     let mut dets: Vec<Detection> = Vec::with_capacity(64);
     let mut fps = FpsMeter::new();
     let mut filter_gen = 0u64;
