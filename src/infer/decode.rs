@@ -245,7 +245,9 @@ impl Decoder {
                 scores,
                 count,
             } => {
-                let specs = session.model().outputs().to_vec();
+                // An Arc clone, not a copy of the specs: nothing allocated per frame.
+                let model = session.model().clone();
+                let specs = model.outputs();
                 let n_out = read_f32(session, *count, &specs[*count], &mut self.buf_a)?;
                 let count = if n_out > 0 {
                     self.buf_a[0].max(0.0) as usize
@@ -277,7 +279,8 @@ impl Decoder {
                 classes,
                 ssd,
             } => {
-                let specs = session.model().outputs().to_vec();
+                let model = session.model().clone();
+                let specs = model.outputs();
                 read_f32(session, *boxes, &specs[*boxes], &mut self.buf_a)?;
                 read_f32(session, *scores, &specs[*scores], &mut self.buf_b)?;
                 ssd.decode(&self.buf_a, &self.buf_b, *classes, out)
@@ -292,8 +295,9 @@ impl Decoder {
                 top_k,
                 activation,
             } => {
-                let spec = session.model().outputs()[*output].clone();
-                read_f32(session, *output, &spec, &mut self.buf_a)?;
+                let model = session.model().clone();
+                let spec = &model.outputs()[*output];
+                read_f32(session, *output, spec, &mut self.buf_a)?;
                 let scores = &mut self.buf_a[..*classes];
                 let act = activation.unwrap_or_else(|| guess_activation(scores, spec.dtype));
                 apply_activation(scores, act);

@@ -174,6 +174,7 @@ pub(crate) fn capture_loop(
     shared: std::sync::Arc<Shared>,
 ) {
     let metrics = shared.hub.metrics.clone();
+    let stage_decode = metrics.stage_seconds.with_label_values(&["decode"]);
     let name = source.describe();
     let mut src = Resilient::new(source, opts.max_backoff);
     let (ns_w, ns_h) = if opts.width > 0 && opts.height > 0 {
@@ -208,10 +209,7 @@ pub(crate) fn capture_loop(
                 let read_at = Instant::now();
                 metrics.frames_captured.inc();
                 metrics.capture_fps.set(fps.tick());
-                metrics
-                    .stage_seconds
-                    .with_label_values(&["decode"])
-                    .observe(frame.decode_time.as_secs_f64());
+                stage_decode.observe(frame.decode_time.as_secs_f64());
                 shared.hub.set_ready(true);
                 last_no_signal = None;
                 push(frame, true, read_at, &shared);

@@ -58,6 +58,10 @@ fn should_infer(ws: &WorkerSettings, shared: &Shared, seq: u64) -> bool {
 
 pub(crate) fn run(mut det: Detector, ws: WorkerSettings, shared: Arc<Shared>) {
     let metrics = shared.hub.metrics.clone();
+    // Histogram handles looked up once, not per frame.
+    let stage = |name: &str| metrics.stage_seconds.with_label_values(&[name]);
+    let (stage_preprocess, stage_infer) = (stage("preprocess"), stage("infer"));
+    let (stage_annotate, stage_encode) = (stage("annotate"), stage("encode"));
     let kind = if det.is_classifier() {
         "classifier"
     } else {
@@ -105,14 +109,8 @@ pub(crate) fn run(mut det: Detector, ws: WorkerSettings, shared: Arc<Shared>) {
                     t.inferred = true;
                     last_inference_ms = timings.infer.as_secs_f64() * 1e3;
                     metrics.inference_seconds.observe(timings.infer.as_secs_f64());
-                    metrics
-                        .stage_seconds
-                        .with_label_values(&["preprocess"])
-                        .observe(timings.preprocess.as_secs_f64());
-                    metrics
-                        .stage_seconds
-                        .with_label_values(&["infer"])
-                        .observe(timings.infer.as_secs_f64());
+                    stage_preprocess.observe(timings.preprocess.as_secs_f64());
+                    stage_infer.observe(timings.infer.as_secs_f64());
                     for d in &dets {
                         metrics.detections.with_label_values(&[d.label.as_str()]).inc();
                     }
@@ -179,14 +177,8 @@ pub(crate) fn run(mut det: Detector, ws: WorkerSettings, shared: Arc<Shared>) {
         };
         t.encode = t_encode.elapsed();
         t.latency = c.read_at.elapsed() + t.decode;
-        metrics
-            .stage_seconds
-            .with_label_values(&["annotate"])
-            .observe(t.annotate.as_secs_f64());
-        metrics
-            .stage_seconds
-            .with_label_values(&["encode"])
-            .observe(t.encode.as_secs_f64());
+        stage_annotate.observe(t.annotate.as_secs_f64());
+        stage_encode.observe(t.encode.as_secs_f64());
 
         // Workers may finish out of order: never publish an older frame.
         let prev = shared.last_published.fetch_max(c.seq, Ordering::SeqCst);
