@@ -355,3 +355,68 @@ fn bench_runs_the_pipeline_headless_and_prints_json() {
     );
     assert!(p50 > 0.0 && p99 >= p50, "{v}");
 }
+
+fn short_video(dir: &std::path::Path) -> std::path::PathBuf {
+    let video = dir.join("clip.mjpg");
+    let mut bytes = Vec::new();
+    for p in ["dog.jpg", "chelsea.png", "astronaut.png"] {
+        let img = image::open(common::photo(p)).unwrap().to_rgb8();
+        let img = image::imageops::resize(&img, 320, 240, image::imageops::FilterType::Triangle);
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85)
+            .encode_image(&img)
+            .unwrap();
+        bytes.extend(jpeg);
+    }
+    std::fs::write(&video, &bytes).unwrap();
+    video
+}
+
+fn bench_json(extra: &[&str], video: &std::path::Path) -> Value {
+    let out = common::run(
+        common::bin()
+            .args(["bench", "--threads", "1", "--json", "--source"])
+            .arg(format!("mjpeg:{}", video.display()))
+            .arg("--model")
+            .arg(common::coco_model())
+            .arg("--labels")
+            .arg(common::coco_labels())
+            .args(extra),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    serde_json::from_str(out.stdout.trim()).expect("one JSON object")
+}
+
+#[test]
+fn bench_compares_frame_rates_with_and_without_stream_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = short_video(dir.path());
+    let v = bench_json(
+        &["--compare-clients", "3", "--rounds", "2", "--phase-seconds", "1"],
+        &video,
+    );
+    assert_eq!(v["clients"], 3);
+    for key in [
+        "fps_without_clients",
+        "fps_with_clients",
+        "slowest_client_fps",
+        "paired_ratios",
+    ] {
+        let a = v[key].as_array().unwrap_or_else(|| panic!("{key}: {v}"));
+        assert_eq!(a.len(), 2, "{key}: {v}");
+        assert!(a.iter().all(|x| x.as_f64().unwrap() > 0.0), "{key}: {v}");
+    }
+    assert!(v["cost_percent"].as_f64().is_some(), "{v}");
+}
+
+#[test]
+fn bench_soak_reports_resident_memory_while_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = short_video(dir.path());
+    let v = bench_json(&["--seconds", "3", "--clients", "2"], &video);
+    assert!(v["frames"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["client_frames_min"].as_u64().unwrap() > 0, "{v}");
+    let max = v["rss_mb"]["max"].as_f64().unwrap();
+    assert!(max > 5.0 && max < 2000.0, "{v}");
+    assert!(v["rss_mb"]["end"].as_f64().unwrap() <= max, "{v}");
+}

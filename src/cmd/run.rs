@@ -115,7 +115,7 @@ pub fn pipeline_settings(cfg: &Config) -> anyhow::Result<PipelineSettings> {
     })
 }
 
-fn http_settings(cfg: &Config) -> HttpSettings {
+pub(crate) fn http_settings(cfg: &Config) -> HttpSettings {
     let a = &cfg.http.auth;
     HttpSettings {
         max_clients: cfg.stream.max_clients,

@@ -21,7 +21,7 @@ mod api;
 mod auth;
 mod conn;
 mod limits;
-mod mjpeg;
+pub mod mjpeg;
 mod page;
 
 use std::fmt;

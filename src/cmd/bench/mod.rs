@@ -1,5 +1,10 @@
-//! `edgevision bench`: the daemon's pipeline, headless, on a file source,
-//! for a fixed number of frames; prints one JSON object.
+//! `edgevision bench`: the daemon's pipeline on a file source; prints one
+//! JSON object. By default it runs headless for a fixed number of frames;
+//! `--compare-clients` and `--seconds` also serve the stream (see `serve`).
+
+mod clients;
+mod rss;
+mod serve;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -7,7 +12,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde_json::json;
 
-use super::run::{pipeline_settings, runtime_for, Overrides};
+use super::run::{http_settings, pipeline_settings, runtime_for, Overrides};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::pipeline::{FrameTiming, Pipeline};
@@ -25,6 +30,23 @@ pub struct BenchArgs {
     /// Print JSON (the only format).
     #[arg(long)]
     pub json: bool,
+    /// Serve the stream and alternate phases with no client and with N
+    /// real HTTP clients; reports the frame-rate cost of serving them.
+    #[arg(long, value_name = "N", conflicts_with = "seconds")]
+    pub compare_clients: Option<usize>,
+    /// Phases of each kind for --compare-clients.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Length of one --compare-clients phase, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub phase_seconds: f64,
+    /// Serve the stream for this long (instead of --frames), sampling
+    /// resident memory every second: a soak test.
+    #[arg(long, value_name = "S")]
+    pub seconds: Option<u64>,
+    /// Stream clients connected during a --seconds run.
+    #[arg(long, default_value_t = 0, requires = "seconds")]
+    pub clients: usize,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -50,6 +72,39 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     settings.frame_limit = Some(args.frames);
     let threads = settings.detector.session.threads;
     let workers = settings.workers;
+    if args.compare_clients.is_some() || args.seconds.is_some() {
+        settings.frame_limit = None;
+        let served = serve::Served::start(
+            rt,
+            settings,
+            http_settings(&cfg),
+            args.clients.max(args.compare_clients.unwrap_or(0)),
+        )?;
+        let result = if let Some(n) = args.compare_clients {
+            anyhow::ensure!(
+                n >= 1 && args.rounds >= 1,
+                "--compare-clients and --rounds must be 1 or more"
+            );
+            anyhow::ensure!(args.phase_seconds >= 0.5, "--phase-seconds must be at least 0.5");
+            let phase = Duration::from_secs_f64(args.phase_seconds);
+            serve::compare_clients(&served, n, args.rounds, phase)?
+        } else {
+            let s = args.seconds.unwrap_or(1);
+            anyhow::ensure!(s >= 1, "--seconds must be 1 or more");
+            serve::soak(&served, args.clients, s)?
+        };
+        let mut report = json!({
+            "threads": threads,
+            "workers": workers,
+            "source": cfg.source.uri,
+            "model": cfg.model.path.display().to_string(),
+        });
+        if let (Some(r), Some(m)) = (report.as_object_mut(), result.as_object()) {
+            r.extend(m.clone());
+        }
+        println!("{report}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let hub = Hub::new(std::sync::Arc::new(Metrics::new()));
     let start = Instant::now();
     let pipeline = Pipeline::start(rt, settings, hub, true)?;
