@@ -1,24 +1,26 @@
-//! The page in a real browser: headless Chromium (Debian's `chromium`,
-//! installed by scripts/deps --test) opens `/` and the screenshot must show
-//! the live stream with a detection box drawn in it.
+//! The stream in real clients: the page in headless Chromium and Firefox
+//! (Debian's `chromium` and `firefox-esr`), and `/stream.mjpg` in VLC, all
+//! installed by scripts/deps --test. Each picture must show the live photo
+//! with the dog's detection box drawn in it.
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
-use common::daemon::{get, start, wait_for};
+use common::daemon::{get, start, wait_for, Daemon};
 
-#[test]
-fn the_page_shows_the_live_stream_with_boxes() {
-    let chromium = ["chromium", "chromium-browser"]
-        .into_iter()
-        .find(|c| {
-            Command::new(c)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .expect("chromium is not installed: run scripts/deps --test");
+fn installed(candidates: &[&'static str]) -> &'static str {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    candidates
+        .iter()
+        .copied()
+        .find(|c| std::env::split_paths(&path).any(|d| d.join(c).is_file()))
+        .unwrap_or_else(|| panic!("{} is not installed: run scripts/deps --test", candidates[0]))
+}
+
+/// The daemon on dog.jpg, once it reports the dog.
+fn dog_daemon() -> (Daemon, tempfile::TempDir) {
     let photos = tempfile::tempdir().unwrap();
     std::fs::copy(common::photo("dog.jpg"), photos.path().join("dog.jpg")).unwrap();
     let config = format!(
@@ -32,6 +34,13 @@ fn the_page_shows_the_live_stream_with_boxes() {
         let (code, body) = get(&d.addr, "/api/detections");
         (code == 200 && String::from_utf8_lossy(&body).contains("\"dog\"")).then_some(())
     });
+    (d, photos)
+}
+
+#[test]
+fn the_page_shows_the_live_stream_with_boxes() {
+    let chromium = installed(&["chromium", "chromium-browser"]);
+    let (d, _photos) = dog_daemon();
     let profile = tempfile::tempdir().unwrap();
     let shot = profile.path().join("page.png");
     let out = Command::new(chromium)
@@ -62,7 +71,107 @@ fn the_page_shows_the_live_stream_with_boxes() {
         "no screenshot: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let img = image::open(&shot).expect("screenshot is a PNG").to_rgb8();
+    assert_shows_dog_box(&shot, "chromium");
+}
+
+#[test]
+fn firefox_shows_the_live_stream_with_boxes() {
+    let firefox = installed(&["firefox-esr", "firefox"]);
+    let (d, _photos) = dog_daemon();
+    let home = tempfile::tempdir().unwrap();
+    let shot = home.path().join("page.png");
+    // Firefox takes the screenshot once the page has loaded; the MJPEG image
+    // counts as loaded at its first frame.
+    let out = Command::new(firefox)
+        .env("HOME", home.path())
+        .args(["--headless", "--no-remote", "--window-size=900,1000", "--profile"])
+        .arg(home.path())
+        .arg("--screenshot")
+        .arg(&shot)
+        .arg(format!("http://{}/", d.addr))
+        .output()
+        .expect("run firefox");
+    assert!(
+        shot.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_shows_dog_box(&shot, "firefox");
+}
+
+#[test]
+fn vlc_plays_the_mjpeg_stream() {
+    let vlc = installed(&["cvlc"]);
+    let (d, _photos) = dog_daemon();
+    let dir = tempfile::tempdir().unwrap();
+    let frames = dir.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    // VLC refuses to run as root: drop to nobody when the tests are root.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        use std::os::unix::fs::PermissionsExt;
+        for p in [dir.path(), frames.as_path()] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+    }
+    let mut cmd = if root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", vlc]);
+        c
+    } else {
+        Command::new(vlc)
+    };
+    // The scene filter saves every decoded frame as a PNG. VLC never ends an
+    // endless stream by itself: stop it once it has saved a few frames.
+    let mut child = cmd
+        .env("HOME", dir.path())
+        .args([
+            "--intf=dummy",
+            "--vout=dummy",
+            "--no-audio",
+            "--video-filter=scene",
+            "--scene-format=png",
+            "--scene-ratio=1",
+            "--scene-prefix=frame",
+        ])
+        .arg(format!("--scene-path={}", frames.display()))
+        .arg(format!("http://{}/stream.mjpg", d.addr))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run vlc");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_dir(&frames).unwrap().count() < 5 && std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // Let the PNG being written finish.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let mut saved: Vec<_> = std::fs::read_dir(&frames)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    saved.sort();
+    assert!(
+        saved.len() >= 3,
+        "VLC decoded {} frames: {}",
+        saved.len(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The newest file may have been cut short by the kill.
+    let frame = &saved[saved.len() - 2];
+    assert_eq!(image::image_dimensions(frame).unwrap(), (640, 480));
+    assert_shows_dog_box(frame, "vlc");
+}
+
+/// The picture holds the photo (many colours) and the dog's box.
+fn assert_shows_dog_box(shot: &Path, client: &str) {
+    let img = image::open(shot).expect("the picture is a PNG").to_rgb8();
 
     // The dog's box is drawn in the dog's colour: a long straight run of it.
     let colour = edgevision::annotate::label_color("dog");
@@ -84,7 +193,7 @@ fn the_page_shows_the_live_stream_with_boxes() {
         .unwrap();
     assert!(
         longest_run >= 60,
-        "no dog box in the screenshot (longest run {longest_run} px)"
+        "{client}: no dog box in the picture (longest run {longest_run} px)"
     );
 
     // And the photo itself is there: many distinct colours, not a blank page.
@@ -97,7 +206,7 @@ fn the_page_shows_the_live_stream_with_boxes() {
     colours.dedup();
     assert!(
         colours.len() > 2000,
-        "the page looks blank ({} colours)",
+        "{client}: the picture looks blank ({} colours)",
         colours.len()
     );
 }
