@@ -144,9 +144,11 @@ impl Daemon {
         let mut status_tick = tokio::time::interval(STATUS_EVERY);
         // Half the interval, as sd_watchdog_enabled(3) advises; an idle tick
         // when there is no watchdog.
-        let mut watchdog_tick = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |w| w / 2));
+        let half = watchdog.map_or(Duration::from_secs(3600), |w| w / 2);
+        let mut watchdog_tick = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
         let mut gate = WatchdogGate::default();
         gate.should_ping(self.hub.frames_published());
+        let mut stalled = false;
         loop {
             tokio::select! {
                 _ = term.recv() => return,
@@ -156,8 +158,10 @@ impl Daemon {
                 _ = watchdog_tick.tick(), if watchdog.is_some() => {
                     if gate.should_ping(self.hub.frames_published()) {
                         self.notify("WATCHDOG=1");
-                    } else {
-                        tracing::warn!("no frame published for {:?}: not feeding the systemd watchdog", watchdog.unwrap_or_default() / 2);
+                        stalled = false;
+                    } else if !std::mem::replace(&mut stalled, true) {
+                        tracing::warn!("no frame published for {:?}: not feeding the systemd watchdog",
+                            watchdog.unwrap_or_default() / 2);
                     }
                 }
                 _ = check.tick() => {
