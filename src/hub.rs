@@ -5,7 +5,7 @@
 //! reads slowly simply skips frames; the pipeline never waits for anyone,
 //! and a frame is encoded once however many clients watch it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -49,6 +49,9 @@ pub struct Hub {
     frames: watch::Sender<Option<Arc<EncodedFrame>>>,
     reports: watch::Sender<Option<Arc<FrameReport>>>,
     ready: AtomicBool,
+    /// Frames published since start, across pipeline restarts (the
+    /// watchdog's sign of life).
+    published: AtomicU64,
     pub metrics: Arc<Metrics>,
 }
 
@@ -58,6 +61,7 @@ impl Hub {
             frames: watch::channel(None).0,
             reports: watch::channel(None).0,
             ready: AtomicBool::new(false),
+            published: AtomicU64::new(0),
             metrics,
         })
     }
@@ -65,6 +69,13 @@ impl Hub {
     /// Replaces the current frame; never blocks.
     pub fn publish_frame(&self, frame: EncodedFrame) {
         self.frames.send_replace(Some(Arc::new(frame)));
+        self.published.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Frames published so far, "no signal" frames included: it keeps rising
+    /// while the pipeline works, even with the camera unplugged.
+    pub fn frames_published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
     }
 
     /// Replaces the current report; never blocks.

@@ -12,6 +12,7 @@ pub mod http;
 pub mod hub;
 pub mod infer;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod service;
 pub mod tflite;

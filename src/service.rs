@@ -1,5 +1,6 @@
-//! The daemon's life cycle: start the pipeline and the HTTP server, stop
-//! both cleanly on SIGINT/SIGTERM, apply filter changes on SIGHUP.
+//! The daemon's life cycle: start the pipeline and the HTTP server, tell
+//! systemd how it goes (`sd_notify`), apply a changed config on SIGHUP and
+//! stop both cleanly on SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,8 +10,9 @@ use anyhow::Context;
 
 use crate::http::{self, HttpSettings};
 use crate::hub::Hub;
-use crate::infer::{FilterSettings, Runtime};
+use crate::infer::Runtime;
 use crate::metrics::Metrics;
+use crate::notify::{self, Notifier, WatchdogGate};
 use crate::pipeline::{Pipeline, PipelineSettings};
 
 /// What `run` needs, resolved from config and command line.
@@ -20,8 +22,12 @@ pub struct DaemonSettings {
     pub listen: SocketAddr,
 }
 
-/// Loads a new filter on SIGHUP; returns None when reloading is impossible.
-pub type ReloadFn = Box<dyn Fn() -> anyhow::Result<FilterSettings> + Send + Sync>;
+/// Reads the config again on SIGHUP and returns the pipeline settings it
+/// asks for.
+pub type ReloadFn = Box<dyn Fn() -> anyhow::Result<PipelineSettings> + Send + Sync>;
+
+/// How often `STATUS=` is refreshed for `systemctl status`.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs until SIGINT or SIGTERM. Model, label and port errors are returned
 /// before anything is served.
@@ -30,6 +36,8 @@ pub fn run_daemon(
     settings: DaemonSettings,
     reload: Option<ReloadFn>,
 ) -> anyhow::Result<()> {
+    let notifier = Notifier::from_env()?;
+    let watchdog = notify::watchdog_from_env()?;
     let metrics = Arc::new(Metrics::new());
     let hub = Hub::new(metrics);
     let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -48,14 +56,26 @@ pub fn run_daemon(
         pipeline.model().path().display()
     );
     eprintln!("edgevision: serving on http://{addr}/");
-    let pipeline = Arc::new(pipeline);
+    let mut daemon = Daemon {
+        rt,
+        hub: hub.clone(),
+        pipeline: Some(pipeline),
+        notifier,
+        reload,
+    };
     let result = tokio.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(http::serve(listener, hub.clone(), settings.http, async move {
             let _ = stop_rx.await;
         }));
-        wait_for_shutdown(&pipeline, reload).await;
+        // The socket listens and the server task runs: ready.
+        daemon.notify(&format!("READY=1\n{}", status(&hub)));
+        if let Some(interval) = watchdog {
+            tracing::info!("systemd watchdog: {interval:?}, pinged while frames flow");
+        }
+        daemon.run_until_signal(watchdog).await;
         tracing::info!("shutting down");
+        daemon.notify("STOPPING=1\nSTATUS=stopping");
         let _ = stop_tx.send(());
         // Streams are endless: give the server a moment, then stop anyway.
         match tokio::time::timeout(Duration::from_millis(1500), server).await {
@@ -65,39 +85,149 @@ pub fn run_daemon(
         }
     });
     tokio.shutdown_timeout(Duration::from_millis(200));
-    match Arc::try_unwrap(pipeline) {
-        Ok(p) => drop(p.stop()),
-        Err(p) => drop(p),
+    match daemon.pipeline.take() {
+        Some(p) => drop(p.stop()),
+        // Exit with an error so that systemd (Restart=on-failure) tries again.
+        None => anyhow::bail!("the pipeline could not be restarted after a reload"),
     }
     result
 }
 
-async fn wait_for_shutdown(pipeline: &Pipeline, reload: Option<ReloadFn>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
+/// The running parts the signal loop changes.
+struct Daemon {
+    rt: &'static Runtime,
+    hub: Arc<Hub>,
+    /// `None` only while a restart is under way.
+    pipeline: Option<Pipeline>,
+    notifier: Option<Notifier>,
+    reload: Option<ReloadFn>,
+}
+
+/// `STATUS=` for systemd: frame rate, frames so far, clients.
+fn status(hub: &Hub) -> String {
+    let m = &hub.metrics;
+    let text = if hub.is_ready() {
+        format!(
+            "{:.1} fps, {} frames processed, {} stream clients",
+            m.processing_fps.get(),
+            m.frames_processed.get(),
+            m.stream_clients.get()
+        )
+    } else {
+        format!(
+            "waiting for the source; {} frames processed, {} stream clients",
+            m.frames_processed.get(),
+            m.stream_clients.get()
+        )
     };
-    loop {
-        tokio::select! {
-            _ = term.recv() => return,
-            _ = int.recv() => return,
-            _ = hup.recv() => match &reload {
-                Some(f) => match f().and_then(|filter| pipeline.update_filter(filter).map_err(anyhow::Error::msg)) {
-                    Ok(()) => tracing::info!("SIGHUP: detection filter reloaded"),
-                    Err(e) => tracing::error!("SIGHUP: reload failed, keeping the current settings: {e:#}"),
-                },
-                None => tracing::warn!("SIGHUP ignored: no config file to reload"),
-            },
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                if pipeline.finished() {
-                    tracing::warn!("the pipeline ended (source finished); stopping");
-                    return;
+    notify::status_line(&text)
+}
+
+impl Daemon {
+    fn notify(&self, message: &str) {
+        if let Some(n) = &self.notifier {
+            n.notify(message);
+        }
+    }
+
+    async fn run_until_signal(&mut self, watchdog: Option<Duration>) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            return std::future::pending().await;
+        };
+        let mut check = tokio::time::interval(Duration::from_millis(250));
+        let mut status_tick = tokio::time::interval(STATUS_EVERY);
+        // Half the interval, as sd_watchdog_enabled(3) advises; an idle tick
+        // when there is no watchdog.
+        let half = watchdog.map_or(Duration::from_secs(3600), |w| w / 2);
+        let mut watchdog_tick = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
+        let mut gate = WatchdogGate::default();
+        gate.should_ping(self.hub.frames_published());
+        let mut stalled = false;
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                _ = hup.recv() => self.reload(),
+                _ = status_tick.tick() => self.notify(&status(&self.hub)),
+                _ = watchdog_tick.tick(), if watchdog.is_some() => {
+                    if gate.should_ping(self.hub.frames_published()) {
+                        self.notify("WATCHDOG=1");
+                        stalled = false;
+                    } else if !std::mem::replace(&mut stalled, true) {
+                        tracing::warn!("no frame published for {:?}: not feeding the systemd watchdog",
+                            watchdog.unwrap_or_default() / 2);
+                    }
                 }
+                _ = check.tick() => {
+                    if self.pipeline.as_ref().is_none_or(Pipeline::finished) {
+                        tracing::warn!("the pipeline ended (source finished); stopping");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// SIGHUP: read the config again; apply filter and stream settings in
+    /// place, and start the pipeline again (same hub, same HTTP server, so
+    /// clients stay connected) when the source or model changed.
+    fn reload(&mut self) {
+        let Some(reload) = &self.reload else {
+            tracing::warn!("SIGHUP ignored: no config file to reload");
+            return;
+        };
+        self.notify("RELOADING=1\nSTATUS=reloading the configuration");
+        match reload() {
+            Ok(new) => {
+                if let Err(e) = self.apply(new) {
+                    tracing::error!("SIGHUP: reload failed, keeping the current settings: {e:#}");
+                }
+            }
+            Err(e) => tracing::error!("SIGHUP: reload failed, keeping the current settings: {e:#}"),
+        }
+        self.notify(&format!("READY=1\n{}", status(&self.hub)));
+    }
+
+    fn apply(&mut self, new: PipelineSettings) -> anyhow::Result<()> {
+        let Some(pipeline) = self.pipeline.as_mut() else {
+            anyhow::bail!("no pipeline running");
+        };
+        let Some(reason) = pipeline.restart_reason(&new) else {
+            pipeline.update_live(&new).map_err(anyhow::Error::msg)?;
+            tracing::info!("SIGHUP: detection filter and stream settings reloaded");
+            return Ok(());
+        };
+        tracing::info!("SIGHUP: {reason}; restarting the pipeline");
+        let old = self.pipeline.take().expect("checked above");
+        let old_settings = old.settings().clone();
+        // Joining the threads blocks: let tokio move other tasks away.
+        tokio::task::block_in_place(|| drop(old.stop()));
+        let started = tokio::task::block_in_place(|| Pipeline::start(self.rt, new, self.hub.clone(), false));
+        match started {
+            Ok(p) => {
+                tracing::info!(
+                    "SIGHUP: pipeline restarted (model {})",
+                    p.model().path().display()
+                );
+                self.pipeline = Some(p);
+                Ok(())
+            }
+            Err(e) => {
+                // The old settings worked a moment ago: go back to them.
+                let back = tokio::task::block_in_place(|| {
+                    Pipeline::start(self.rt, old_settings, self.hub.clone(), false)
+                });
+                match back {
+                    Ok(p) => self.pipeline = Some(p),
+                    Err(e2) => tracing::error!("cannot restart the previous pipeline either: {e2}"),
+                }
+                Err(anyhow::Error::new(e).context("the new pipeline did not start"))
             }
         }
     }

@@ -161,7 +161,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let overrides = args.overrides.clone();
         let f: ReloadFn = Box::new(move || {
             tracing::info!("reloading {}", path.display());
-            Ok(overrides.load()?.detector_settings().filter)
+            // [http] (listener, auth, client limits) is set up once: a
+            // change there takes a restart.
+            pipeline_settings(&overrides.load()?)
         });
         f
     });

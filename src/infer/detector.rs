@@ -14,7 +14,7 @@ use super::session::{Model, Session, SessionOptions};
 use super::{BBox, Detection, RawDetection};
 
 /// Everything needed to build a detector.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DetectorSettings {
     pub model: PathBuf,
     pub labels: Option<PathBuf>,

@@ -97,6 +97,8 @@ impl RuntimeSearch {
                 let Some(d) = dir else { break };
                 out.push(d.join(&rel));
                 out.push(d.join(LIBRARY_NAME));
+                // PREFIX/bin/edgevision -> PREFIX/lib/edgevision/ (install.sh).
+                out.push(d.join("lib/edgevision").join(LIBRARY_NAME));
                 dir = d.parent().map(Path::to_path_buf);
             }
         }

@@ -21,6 +21,11 @@ impl JpegEncoder {
         })
     }
 
+    /// Changes the quality (1..100) from the next frame on.
+    pub fn set_quality(&mut self, quality: u8) {
+        self.compressor.set_quality(quality.clamp(1, 100) as i32);
+    }
+
     /// Encodes packed RGB8; the bytes stay valid until the next call.
     pub fn encode(&mut self, rgb: &[u8], width: u32, height: u32) -> Result<&[u8], String> {
         let (w, h) = (width as usize, height as usize);

@@ -14,7 +14,7 @@ mod worker;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::capture::{self, Frame, SourceOptions, SourceUri};
 use crate::hub::Hub;
@@ -69,14 +69,28 @@ pub(crate) struct Shared {
     pub frame_limit: Option<u64>,
     pub timings: Option<Mutex<Vec<FrameTiming>>>,
     pub inference_gate: Mutex<Instant>,
-    pub filter_update: Mutex<Option<FilterSettings>>,
-    pub filter_generation: AtomicU64,
+    /// Settings changed while running (SIGHUP); workers pick them up when
+    /// `live_generation` moves.
+    pub live_update: Mutex<Option<LiveSettings>>,
+    pub live_generation: AtomicU64,
+}
+
+/// What workers can change between two frames: the detection filter and the
+/// stream settings.
+#[derive(Debug, Clone)]
+pub(crate) struct LiveSettings {
+    pub filter: FilterSettings,
+    pub worker: worker::WorkerSettings,
 }
 
 pub struct Pipeline {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
     model: Arc<Model>,
+    settings: PipelineSettings,
+    /// When the model file was last modified as it was loaded, so a reload
+    /// notices a replaced file at the same path.
+    model_mtime: Option<SystemTime>,
 }
 
 impl Pipeline {
@@ -88,6 +102,7 @@ impl Pipeline {
         hub: Arc<Hub>,
         keep_timings: bool,
     ) -> Result<Pipeline, InferError> {
+        let model_mtime = model_mtime(&settings.detector.model);
         let model = Model::load(rt, &settings.detector.model)?;
         let workers = settings.workers.max(1);
         let mut detectors = Vec::with_capacity(workers);
@@ -105,11 +120,12 @@ impl Pipeline {
             frame_limit: settings.frame_limit,
             timings: keep_timings.then(|| Mutex::new(Vec::new())),
             inference_gate: Mutex::new(Instant::now() - Duration::from_secs(3600)),
-            filter_update: Mutex::new(None),
-            filter_generation: AtomicU64::new(0),
+            live_update: Mutex::new(None),
+            live_generation: AtomicU64::new(0),
         });
         let mut threads = Vec::new();
         let source = capture::open_source(&settings.source, &settings.source_options);
+        let saved = settings.clone();
         let cap_shared = shared.clone();
         let opts = settings.source_options.clone();
         // Unpaced file sources are read on demand; cameras and paced sources
@@ -136,6 +152,8 @@ impl Pipeline {
             shared,
             threads,
             model,
+            settings: saved,
+            model_mtime,
         })
     }
 
@@ -154,16 +172,53 @@ impl Pipeline {
         self.threads.iter().all(|t| t.is_finished())
     }
 
-    /// Replaces thresholds and label filters in every worker, without
-    /// reloading the model or dropping clients.
-    pub fn update_filter(&self, filter: FilterSettings) -> Result<(), String> {
-        filter.validate()?;
-        *self
-            .shared
-            .filter_update
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(filter);
-        self.shared.filter_generation.fetch_add(1, Ordering::SeqCst);
+    /// The settings the pipeline runs with (live changes included).
+    pub fn settings(&self) -> &PipelineSettings {
+        &self.settings
+    }
+
+    /// Why `new` cannot be applied to the running pipeline, if it cannot: a
+    /// different source, model (or model file), model options or worker
+    /// count need the pipeline started again.
+    pub fn restart_reason(&self, new: &PipelineSettings) -> Option<&'static str> {
+        let old = &self.settings;
+        let (mut a, mut b) = (old.detector.clone(), new.detector.clone());
+        a.filter = FilterSettings::default();
+        b.filter = FilterSettings::default();
+        if old.source != new.source {
+            Some("the source changed")
+        } else if old.source_options != new.source_options {
+            Some("the source settings changed")
+        } else if a != b {
+            Some("the model or its settings changed")
+        } else if old.workers != new.workers {
+            Some("the number of workers changed")
+        } else if model_mtime(&new.detector.model) != self.model_mtime {
+            Some("the model file was replaced")
+        } else {
+            None
+        }
+    }
+
+    /// Applies thresholds, label filters and stream settings (JPEG quality,
+    /// overlay, boxes, inference rate) to every worker from its next frame,
+    /// without reloading the model or dropping clients. Parts that need a
+    /// restart ([`Pipeline::restart_reason`]) are ignored.
+    pub fn update_live(&mut self, new: &PipelineSettings) -> Result<(), String> {
+        new.detector.filter.validate()?;
+        let live = LiveSettings {
+            filter: new.detector.filter.clone(),
+            worker: worker::WorkerSettings::from(new),
+        };
+        *self.shared.live_update.lock().unwrap_or_else(|e| e.into_inner()) = Some(live);
+        self.shared.live_generation.fetch_add(1, Ordering::SeqCst);
+        let s = &mut self.settings;
+        s.detector.filter = new.detector.filter.clone();
+        s.every_nth = new.every_nth;
+        s.max_inference_fps = new.max_inference_fps;
+        s.jpeg_quality = new.jpeg_quality;
+        s.overlay = new.overlay;
+        s.annotate = new.annotate;
         Ok(())
     }
 
@@ -190,6 +245,10 @@ impl Drop for Pipeline {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+fn model_mtime(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// A frame buffer from the recycle pool, or a new one.

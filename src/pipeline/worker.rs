@@ -15,7 +15,7 @@ use crate::annotate::{draw_detections, draw_text_block, AnnotateStyle};
 use crate::hub::{EncodedFrame, FrameReport};
 use crate::infer::{detection_json, Detection, Detector};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct WorkerSettings {
     every_nth: u64,
     min_interval: Option<Duration>,
@@ -56,7 +56,7 @@ fn should_infer(ws: &WorkerSettings, shared: &Shared, seq: u64) -> bool {
     }
 }
 
-pub(crate) fn run(mut det: Detector, ws: WorkerSettings, shared: Arc<Shared>) {
+pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>) {
     let metrics = shared.hub.metrics.clone();
     // Histogram handles looked up once, not per frame.
     let stage = |name: &str| metrics.stage_seconds.with_label_values(&[name]);
@@ -78,23 +78,27 @@ pub(crate) fn run(mut det: Detector, ws: WorkerSettings, shared: Arc<Shared>) {
     };
     let mut dets: Vec<Detection> = Vec::with_capacity(64);
     let mut fps = FpsMeter::new();
-    let mut filter_gen = 0u64;
+    let mut live_gen = 0u64;
     let mut overlay_text = String::with_capacity(64);
     let mut last_inference_ms = 0.0f64;
     while let Some(c) = shared.slot.take() {
-        let gen = shared.filter_generation.load(Ordering::SeqCst);
-        if gen != filter_gen {
-            if let Some(f) = shared
-                .filter_update
+        let gen = shared.live_generation.load(Ordering::SeqCst);
+        if gen != live_gen {
+            let live = shared
+                .live_update
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .clone()
-            {
-                if let Err(e) = det.set_filter(f) {
+                .clone();
+            if let Some(live) = live {
+                if let Err(e) = det.set_filter(live.filter) {
                     tracing::warn!("filter update refused: {e}");
                 }
+                if live.worker.quality != ws.quality {
+                    encoder.set_quality(live.worker.quality);
+                }
+                ws = live.worker;
             }
-            filter_gen = gen;
+            live_gen = gen;
         }
         let mut t = FrameTiming {
             decode: c.frame.decode_time,

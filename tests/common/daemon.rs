@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,8 @@ use std::time::{Duration, Instant};
 pub struct Daemon {
     pub child: Child,
     pub addr: String,
+    /// The config file it was started with (tests may rewrite it and send SIGHUP).
+    pub config: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -22,6 +25,11 @@ impl Drop for Daemon {
 /// Starts `edgevision run` with the given config body (paths relative to
 /// the crate root) on a free port and waits until it listens.
 pub fn start(config: &str) -> Daemon {
+    start_with_env(config, &[])
+}
+
+/// [`start`] with extra environment variables.
+pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("edgevision.toml");
     std::fs::write(&cfg, config).unwrap();
@@ -29,6 +37,7 @@ pub fn start(config: &str) -> Daemon {
         .args(["run", "--listen", "127.0.0.1:0", "--config"])
         .arg(&cfg)
         .env("EDGEVISION_LOG", "info")
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -54,6 +63,7 @@ pub fn start(config: &str) -> Daemon {
     Daemon {
         child,
         addr,
+        config: cfg,
         _dir: dir,
     }
 }

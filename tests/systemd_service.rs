@@ -1,0 +1,307 @@
+//! The daemon as systemd runs it: the real `edgevision run` binary talks the
+//! notify protocol to a Unix datagram socket this test binds (as systemd
+//! would, through `$NOTIFY_SOCKET`), and a SIGHUP reload keeps clients.
+
+mod common;
+
+use common::daemon::{get, start_with_env, wait_for, Daemon};
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::net::UnixDatagram;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The socket systemd would listen on.
+struct NotifySocket {
+    sock: UnixDatagram,
+    _dir: tempfile::TempDir,
+    path: String,
+}
+
+impl NotifySocket {
+    fn bind() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        NotifySocket {
+            sock,
+            path: path.to_str().unwrap().to_string(),
+            _dir: dir,
+        }
+    }
+
+    /// The next message, or None after `secs`.
+    fn recv(&self, secs: f64) -> Option<String> {
+        self.sock
+            .set_read_timeout(Some(Duration::from_secs_f64(secs.max(0.001))))
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = self.sock.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// Messages until one satisfies `f` (returned), failing after `secs`.
+    fn wait(&self, secs: u64, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = end.saturating_duration_since(Instant::now()).as_secs_f64();
+            assert!(left > 0.0, "timed out waiting for {what}");
+            if let Some(m) = self.recv(left) {
+                if f(&m) {
+                    return m;
+                }
+            }
+        }
+    }
+}
+
+fn has_line(msg: &str, line: &str) -> bool {
+    msg.lines().any(|l| l == line)
+}
+
+fn config(photos: &std::path::Path, threshold: f32, quality: u8) -> String {
+    format!(
+        r#"
+[source]
+uri = "images:{photos}"
+width = 640
+height = 480
+fps = 10.0
+
+[model]
+path = "{model}"
+labels = "{labels}"
+threads = 1
+
+[detect]
+threshold = {threshold}
+
+[stream]
+quality = {quality}
+"#,
+        photos = photos.display(),
+        model = common::coco_model().display(),
+        labels = common::coco_labels().display(),
+    )
+}
+
+fn photo_dir(name: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::copy(common::photo(name), d.path().join(name)).unwrap();
+    d
+}
+
+fn signal(d: &Daemon, sig: i32) {
+    // SAFETY: a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(d.child.id() as i32, sig) }, 0);
+}
+
+#[test]
+fn tells_systemd_ready_status_watchdog_and_stopping() {
+    let sock = NotifySocket::bind();
+    let photos = photo_dir("dog.jpg");
+    let mut d = start_with_env(
+        &config(photos.path(), 0.5, 80),
+        &[("NOTIFY_SOCKET", &sock.path), ("WATCHDOG_USEC", "1000000")],
+    );
+
+    let ready = sock.wait(60, "READY=1", |m| has_line(m, "READY=1"));
+    // READY comes once the model is loaded and the server serves: the port
+    // answers at once, and the runtime is already recorded.
+    assert_eq!(
+        get(&d.addr, "/healthz").0,
+        200,
+        "READY before the port answers ({ready})"
+    );
+    let metrics = String::from_utf8(get(&d.addr, "/metrics").1).unwrap();
+    assert!(metrics.contains("edgevision_build_info{"), "{metrics}");
+
+    // STATUS carries the frame rate once frames flow (refreshed every 5 s).
+    let status = sock.wait(20, "STATUS with fps", |m| {
+        m.lines()
+            .filter_map(|l| l.strip_prefix("STATUS="))
+            .filter_map(|s| s.split(" fps").next()?.parse::<f64>().ok())
+            .any(|fps| fps > 0.0)
+    });
+    assert!(status.contains("frames processed"), "{status}");
+
+    // WATCHDOG_USEC=1 s: pings every half second while frames flow.
+    let t = Instant::now();
+    let mut pings = 0;
+    while pings < 3 {
+        sock.wait(5, "WATCHDOG=1", |m| has_line(m, "WATCHDOG=1"));
+        pings += 1;
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "{:?} for 3 pings",
+        t.elapsed()
+    );
+
+    signal(&d, libc::SIGTERM);
+    sock.wait(10, "STOPPING=1", |m| has_line(m, "STOPPING=1"));
+    let status = wait_for(10, "exit", || d.child.try_wait().ok().flatten());
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn no_watchdog_pings_without_watchdog_usec_or_for_another_pid() {
+    let sock = NotifySocket::bind();
+    let photos = photo_dir("dog.jpg");
+    let d = start_with_env(
+        &config(photos.path(), 0.5, 80),
+        &[
+            ("NOTIFY_SOCKET", &sock.path),
+            ("WATCHDOG_USEC", "500000"),
+            // systemd sets WATCHDOG_PID to the main pid; another pid means
+            // the watchdog is not ours to feed.
+            ("WATCHDOG_PID", "1"),
+        ],
+    );
+    sock.wait(60, "READY=1", |m| has_line(m, "READY=1"));
+    wait_for(30, "frames", || (get(&d.addr, "/readyz").0 == 200).then_some(()));
+    let end = Instant::now() + Duration::from_secs(3);
+    while let Some(m) = sock.recv(end.saturating_duration_since(Instant::now()).as_secs_f64()) {
+        assert!(!has_line(&m, "WATCHDOG=1"), "unexpected ping: {m}");
+        if Instant::now() >= end {
+            break;
+        }
+    }
+}
+
+/// Parts of /stream.mjpg as (arrival, JPEG size), read by a background thread.
+fn watch_stream(addr: &str) -> Arc<Mutex<Vec<(Instant, usize)>>> {
+    let resp = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+        .get(format!("http://{addr}/stream.mjpg"))
+        .send()
+        .expect("stream request");
+    assert_eq!(resp.status().as_u16(), 200);
+    let parts = Arc::new(Mutex::new(Vec::new()));
+    let out = parts.clone();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(resp);
+        loop {
+            let mut line = Vec::new();
+            if r.read_until(b'\n', &mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let lower = String::from_utf8_lossy(&line).to_ascii_lowercase();
+            let Some(v) = lower.strip_prefix("content-length:") else {
+                continue;
+            };
+            let len: usize = v.trim().parse().unwrap();
+            loop {
+                let mut l = Vec::new();
+                if r.read_until(b'\n', &mut l).unwrap_or(0) == 0 {
+                    return;
+                }
+                if l == b"\r\n" {
+                    break;
+                }
+            }
+            let mut buf = vec![0u8; len];
+            if r.read_exact(&mut buf).is_err() {
+                return;
+            }
+            out.lock().unwrap().push((Instant::now(), len));
+        }
+    });
+    parts
+}
+
+fn labels_and_scores(addr: &str) -> Option<Vec<(String, f64)>> {
+    let (code, body) = get(addr, "/api/detections");
+    let v: Value = serde_json::from_slice(&body).ok()?;
+    (code == 200).then_some(())?;
+    Some(
+        v["detections"]
+            .as_array()?
+            .iter()
+            .map(|d| {
+                (
+                    d["label"].as_str().unwrap().to_string(),
+                    d["score"].as_f64().unwrap(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// After the reload message: parts that arrived later, once `n` have.
+fn parts_after(parts: &Mutex<Vec<(Instant, usize)>>, t: Instant, n: usize) -> Vec<usize> {
+    wait_for(30, "stream parts after the reload", || {
+        let p = parts.lock().unwrap();
+        let after: Vec<usize> = p.iter().filter(|(at, _)| *at > t).map(|(_, s)| *s).collect();
+        (after.len() >= n).then_some(after)
+    })
+}
+
+#[test]
+fn sighup_reloads_threshold_and_stream_settings_and_restarts_on_a_new_source() {
+    let sock = NotifySocket::bind();
+    let dogs = photo_dir("dog.jpg");
+    let d = start_with_env(&config(dogs.path(), 0.5, 90), &[("NOTIFY_SOCKET", &sock.path)]);
+    sock.wait(60, "READY=1", |m| has_line(m, "READY=1"));
+
+    // dog .95, bicycle .91, car .88 at threshold 0.5.
+    let before = wait_for(30, "three detections", || {
+        labels_and_scores(&d.addr).filter(|v| v.len() >= 3)
+    });
+    assert!(before.iter().any(|(l, _)| l == "car"), "{before:?}");
+    let parts = watch_stream(&d.addr);
+    wait_for(20, "stream frames", || {
+        (parts.lock().unwrap().len() >= 3).then_some(())
+    });
+    let big = parts.lock().unwrap().last().unwrap().1;
+
+    // Threshold 0.9 and JPEG quality 30, in place.
+    std::fs::write(&d.config, config(dogs.path(), 0.9, 30)).unwrap();
+    let t = Instant::now();
+    signal(&d, libc::SIGHUP);
+    sock.wait(10, "RELOADING=1", |m| has_line(m, "RELOADING=1"));
+    sock.wait(10, "READY=1 after the reload", |m| has_line(m, "READY=1"));
+    let after = wait_for(20, "the new threshold in /api/detections", || {
+        labels_and_scores(&d.addr).filter(|v| !v.iter().any(|(l, _)| l == "car"))
+    });
+    assert!(!after.is_empty(), "{after:?}");
+    assert!(after.iter().all(|(_, s)| *s >= 0.9), "{after:?}");
+    assert!(after.iter().any(|(l, _)| l == "dog"), "{after:?}");
+    // The client connected before is still served, with smaller frames now.
+    let sizes = parts_after(&parts, t, 5);
+    let small = *sizes.last().unwrap();
+    assert!(
+        small * 10 < big * 7,
+        "quality 30 frame {small} B vs quality 90 {big} B"
+    );
+
+    // A new source restarts the pipeline inside the process; same client.
+    let people = photo_dir("person.jpg");
+    std::fs::write(&d.config, config(people.path(), 0.5, 30)).unwrap();
+    let t = Instant::now();
+    signal(&d, libc::SIGHUP);
+    sock.wait(10, "RELOADING=1", |m| has_line(m, "RELOADING=1"));
+    sock.wait(60, "READY=1 after the restart", |m| has_line(m, "READY=1"));
+    let now = wait_for(30, "person and horse", || {
+        labels_and_scores(&d.addr)
+            .filter(|v| v.iter().any(|(l, _)| l == "person") && v.iter().any(|(l, _)| l == "horse"))
+    });
+    // dog.jpg's bicycle is gone: the frames come from the new source.
+    assert!(!now.iter().any(|(l, _)| l == "bicycle"), "{now:?}");
+    parts_after(&parts, t, 5);
+
+    // A config that no longer parses is refused; the daemon keeps going.
+    std::fs::write(&d.config, "[detect]\nthreshold = 7\n").unwrap();
+    signal(&d, libc::SIGHUP);
+    sock.wait(10, "READY=1 after a refused reload", |m| has_line(m, "READY=1"));
+    let t = Instant::now();
+    parts_after(&parts, t, 3);
+    assert!(labels_and_scores(&d.addr)
+        .unwrap()
+        .iter()
+        .any(|(l, _)| l == "person"));
+}
