@@ -28,6 +28,8 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Time inference through edgevision against the runtime alone (JSON).
     BenchModel(cmd::bench_model::BenchModelArgs),
+    /// List V4L2 devices with their formats, frame sizes and rates.
+    Devices(cmd::devices::DevicesArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::CheckConfig(args) => cmd::check_config::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Devices(args) => cmd::devices::run(args),
     };
     match result {
         Ok(code) => code,

@@ -12,8 +12,9 @@
 //!   `fps` (fps 0: the fastest). This matters: without it a driver may keep
 //!   whatever slow rate it was left at.
 //!
-//! Frames come out at the negotiated size (no rescaling here); MJPEG is
-//! decoded with zune-jpeg, the raw formats go through [`super::convert`].
+//! Frames come out at the negotiated size; MJPEG is decoded with zune-jpeg
+//! (a JPEG of another size is letterboxed into it), the raw formats go
+//! through [`super::convert`].
 //! A buffer flagged `V4L2_BUF_FLAG_ERROR` or a JPEG that does not decode is
 //! [`CaptureError::Corrupt`]; I/O errors (ENODEV on unplug, EIO, ...) are
 //! [`CaptureError::Unavailable`]; no frame within `stall_timeout` is
@@ -26,6 +27,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use fast_image_resize::{FilterType, Resizer};
 use v4l::buffer::{Flags as BufFlags, Type as BufType};
 use v4l::capability::Flags as CapFlags;
 use v4l::frameinterval::FrameIntervalEnum;
@@ -36,7 +38,7 @@ use v4l::video::capture::Parameters;
 use v4l::video::Capture;
 use v4l::{Device, Format, FourCC, Fraction};
 
-use super::util::decode_jpeg;
+use super::util::{decode_jpeg, letterbox_rgb};
 use super::{convert, CaptureError, Frame, PixelFormatPref, Source, SourceOptions};
 
 const MJPG: FourCC = FourCC { repr: *b"MJPG" };
@@ -367,6 +369,9 @@ pub struct V4l2Source {
     opts: SourceOptions,
     opened: Option<Opened>,
     decoded: Vec<u8>,
+    resizer: Resizer,
+    /// Whether the JPEG-size mismatch was logged (once per source).
+    size_warned: bool,
 }
 
 impl V4l2Source {
@@ -376,6 +381,8 @@ impl V4l2Source {
             opts,
             opened: None,
             decoded: Vec::new(),
+            resizer: Resizer::new(),
+            size_warned: false,
         }
     }
 
@@ -595,6 +602,8 @@ impl Source for V4l2Source {
             opts,
             opened,
             decoded,
+            resizer,
+            size_warned,
         } = self;
         let o = opened
             .as_mut()
@@ -624,8 +633,32 @@ impl Source for V4l2Source {
             PixelKind::Jpeg => {
                 // A zero-padded buffer is fine: decoding stops at EOI.
                 let (jw, jh) = decode_jpeg(data, decoded).map_err(CaptureError::Corrupt)?;
-                frame.reshape(jw, jh);
-                std::mem::swap(&mut frame.rgb, decoded);
+                frame.reshape(w, h);
+                if (jw, jh) == (w, h) {
+                    std::mem::swap(&mut frame.rgb, decoded);
+                } else {
+                    // MJPEG frames need not match the negotiated size (a
+                    // loopback writer, some cameras): downstream gets one
+                    // size per stream, the picture letterboxed into it.
+                    if !*size_warned {
+                        *size_warned = true;
+                        tracing::info!(
+                            "{}: JPEG frames of {jw}x{jh} in a {w}x{h} stream; scaling them",
+                            path.display()
+                        );
+                    }
+                    letterbox_rgb(
+                        resizer,
+                        decoded,
+                        jw,
+                        jh,
+                        &mut frame.rgb,
+                        w,
+                        h,
+                        FilterType::Bilinear,
+                    )
+                    .map_err(CaptureError::Corrupt)?;
+                }
                 Ok(())
             }
             kind => {

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_model;
 pub mod check_config;
 pub mod detect;
+pub mod devices;
 pub mod run;
 
 use std::path::PathBuf;
