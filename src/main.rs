@@ -28,6 +28,8 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Time inference through edgevision against the runtime alone (JSON).
     BenchModel(cmd::bench_model::BenchModelArgs),
+    /// Quantize a .tflite model (float16, dynamic, int8) or dequantize it (float32).
+    Convert(cmd::convert::ConvertArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::CheckConfig(args) => cmd::check_config::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Convert(args) => cmd::convert::run(args),
     };
     match result {
         Ok(code) => code,
