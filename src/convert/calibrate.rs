@@ -155,6 +155,27 @@ impl Exposed {
         })
     }
 
+    /// Runs one image; returns the range of the model input and of each output.
+    pub fn run_ranges(&mut self, img: &RgbImage) -> Result<((f32, f32), Vec<(f32, f32)>), ConvertError> {
+        let pre = &mut self.pre;
+        let spec = self.session.model().inputs()[0].clone();
+        let input = self
+            .session
+            .write_input(0, |dst| -> Result<(f32, f32), ConvertError> {
+                pre.run(img.as_raw(), img.width(), img.height(), dst)?;
+                Ok(min_max_bytes(dst, spec.dtype, spec.quantization()))
+            })??;
+        self.session.run()?;
+        let n = self.session.model().outputs().len();
+        let mut outs = Vec::with_capacity(n);
+        for k in 0..n {
+            let spec = &self.session.model().outputs()[k];
+            let (dtype, q) = (spec.dtype, spec.quantization());
+            outs.push(self.session.read_output(k, |b| min_max_bytes(b, dtype, q))?);
+        }
+        Ok((input, outs))
+    }
+
     /// Runs one image; returns the model input as float values (as the
     /// model sees them, dequantized) and every output as float values.
     pub fn run(&mut self, img: &RgbImage) -> Result<(Vec<f32>, Vec<Vec<f32>>), ConvertError> {
@@ -180,9 +201,40 @@ impl Exposed {
     }
 }
 
+/// `b` seen as f32 values when it is 4-aligned (runtime buffers are).
+fn as_f32(b: &[u8]) -> Option<&[f32]> {
+    // SAFETY: every bit pattern is a valid f32; align_to only returns a
+    // middle part that is aligned and in bounds.
+    let (pre, mid, post) = unsafe { b.align_to::<f32>() };
+    (pre.is_empty() && post.is_empty()).then_some(mid)
+}
+
+/// Smallest and largest real value of a tensor's bytes (no allocation:
+/// this runs on every activation of every calibration image).
+pub fn min_max_bytes(b: &[u8], dtype: DType, q: Option<(f32, i64)>) -> (f32, f32) {
+    if dtype == DType::F32 {
+        if let Some(v) = as_f32(b) {
+            let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+            for &x in v {
+                if x < lo {
+                    lo = x;
+                }
+                if x > hi {
+                    hi = x;
+                }
+            }
+            return (lo, hi);
+        }
+    }
+    min_max(&to_f32(b, dtype, q))
+}
+
 /// Raw tensor bytes as real values.
 pub fn to_f32(b: &[u8], dtype: DType, q: Option<(f32, i64)>) -> Vec<f32> {
     let (s, zp) = q.unwrap_or((1.0, 0));
+    if let (DType::F32, Some(v)) = (dtype, as_f32(b)) {
+        return v.to_vec();
+    }
     match dtype {
         DType::F32 => b
             .chunks_exact(4)
@@ -235,9 +287,8 @@ pub fn calibrate(
     let mut sums: HashMap<i32, (f64, f64)> = HashMap::new();
     let mut out = Ranges::default();
     for (_, img) in images {
-        let (inp, outs) = exposed.run(img)?;
-        let per = std::iter::once((input, min_max(&inp)))
-            .chain(exposed.tensors.iter().zip(&outs).map(|(t, v)| (*t, min_max(v))));
+        let (inp, outs) = exposed.run_ranges(img)?;
+        let per = std::iter::once((input, inp)).chain(exposed.tensors.iter().copied().zip(outs));
         for (t, (lo, hi)) in per {
             if !lo.is_finite() || !hi.is_finite() {
                 continue;
