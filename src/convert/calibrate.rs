@@ -76,6 +76,9 @@ pub fn load_images(dir: &Path, samples: usize) -> Result<Images, ConvertError> {
     Ok(out)
 }
 
+/// (min, max) of a tensor.
+pub type Range = (f32, f32);
+
 /// A compiled copy of a model with extra tensors exposed as outputs.
 pub struct Exposed {
     session: Session,
@@ -156,7 +159,7 @@ impl Exposed {
     }
 
     /// Runs one image; returns the range of the model input and of each output.
-    pub fn run_ranges(&mut self, img: &RgbImage) -> Result<((f32, f32), Vec<(f32, f32)>), ConvertError> {
+    pub fn run_ranges(&mut self, img: &RgbImage) -> Result<(Range, Vec<Range>), ConvertError> {
         let pre = &mut self.pre;
         let spec = self.session.model().inputs()[0].clone();
         let input = self

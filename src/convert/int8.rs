@@ -293,15 +293,20 @@ pub fn quantize(m: &mut ModelT, ranges: &Ranges, io: IoType) -> Result<Int8Summa
                         .and_then(|v| v.get(2))
                         .filter(|b| **b >= 0)
                         .and_then(|b| graph::const_f32(m, &ts[*b as usize]));
-                    let floor = bias.map(|b| {
-                        let f = quant::weight_scale_floor(&b, in_scale);
-                        if dim.is_none() {
-                            vec![f.iter().copied().fold(0.0, f32::max)]
-                        } else {
-                            f
-                        }
-                    });
-                    let (qv, scales) = quant::symmetric(&values, &shape, dim, floor.as_deref());
+                    let out_scale = params[&out0].0;
+                    let channels = dim.and_then(|d| shape.get(d)).copied().unwrap_or(1);
+                    let mut floor = match bias {
+                        Some(b) => quant::weight_scale_floor(&b, in_scale),
+                        None => vec![0.0; channels],
+                    };
+                    // Kernels (XNNPACK's among them) refuse output multipliers
+                    // in x w / out below 2^-32: keep dead channels above that.
+                    let min = quant::multiplier_floor(in_scale, out_scale);
+                    floor.iter_mut().for_each(|f| *f = f.max(min));
+                    if dim.is_none() {
+                        floor = vec![floor.iter().copied().fold(min, f32::max)];
+                    }
+                    let (qv, scales) = quant::symmetric(&values, &shape, dim, Some(&floor));
                     summary.dead_channels += count_dead(&values, &shape, dim);
                     w_scales = scales.clone();
                     let n = scales.len();

@@ -48,6 +48,12 @@ pub fn weight_scale_floor(bias: &[f32], in_scale: f32) -> Vec<f32> {
         .collect()
 }
 
+/// The smallest weight scale whose output multiplier
+/// (in_scale x w_scale / out_scale) stays at or above 2^-30.
+pub fn multiplier_floor(in_scale: f32, out_scale: f32) -> f32 {
+    out_scale * 2f32.powi(-30) / in_scale
+}
+
 /// int32 bias with per-channel scales.
 pub fn bias_i32(bias: &[f32], scales: &[f32]) -> Vec<i32> {
     bias.iter()
