@@ -1,8 +1,9 @@
 //! `edgevision convert` on the real models, photos and runtime: int8 with
 //! calibration, float16, dynamic, float32 (dequantize), and the errors.
 //!
-//! Cost: about six SSD conversions (each a few seconds of CPU in a debug
-//! build, 8 calibration photos) plus ~100 SSD inferences.
+//! Cost: six SSD conversions (a few seconds of CPU each in a debug build,
+//! 8 calibration photos) plus ~150 SSD inferences: ~80 s on a loaded
+//! 2-core machine.
 
 mod common;
 #[path = "common/tiny_models.rs"]
