@@ -8,6 +8,7 @@ pub mod annotate;
 pub mod capture;
 pub mod cmd;
 pub mod config;
+pub mod convert;
 pub mod http;
 pub mod hub;
 pub mod infer;

@@ -30,6 +30,8 @@ enum Command {
     BenchModel(cmd::bench_model::BenchModelArgs),
     /// List V4L2 devices with their formats, frame sizes and rates.
     Devices(cmd::devices::DevicesArgs),
+    /// Quantize a .tflite model (float16, dynamic, int8) or dequantize it (float32).
+    Convert(cmd::convert::ConvertArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => cmd::check_config::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Devices(args) => cmd::devices::run(args),
+        Command::Convert(args) => cmd::convert::run(args),
     };
     match result {
         Ok(code) => code,

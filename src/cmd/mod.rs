@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_model;
 pub mod check_config;
+pub mod convert;
 pub mod detect;
 pub mod devices;
 pub mod run;

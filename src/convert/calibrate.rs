@@ -1,0 +1,317 @@
+//! Calibration: run the real LiteRT runtime on a copy of the model whose
+//! subgraph outputs also list the intermediate tensors (the runtime then
+//! keeps them, and their values are exactly those of a normal run), and
+//! record each tensor's range over the calibration images.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use image::RgbImage;
+
+use super::{graph, model_io, ConvertError};
+use crate::infer::preprocess::Preprocessor;
+use crate::infer::{DType, Model, Normalization, Runtime, Session, SessionOptions};
+use crate::tflite::schema::{ModelT, TensorType};
+
+/// How per-image ranges combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RangeMethod {
+    /// Smallest minimum and largest maximum over all images.
+    #[default]
+    MinMax,
+    /// Mean of the per-image minima and maxima (less sensitive to outliers).
+    MovingAverage,
+}
+
+/// The images of a calibration directory.
+pub struct Images {
+    pub images: Vec<(PathBuf, RgbImage)>,
+    /// Files that could not be decoded, with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// Loads up to `samples` JPEG/PNG files of `dir` (sorted by name). Files
+/// that cannot be decoded are skipped with a warning; no usable image at
+/// all is an error.
+pub fn load_images(dir: &Path, samples: usize) -> Result<Images, ConvertError> {
+    let err = |m: String| ConvertError::Calibration(m);
+    let entries = std::fs::read_dir(dir).map_err(|e| err(format!("cannot read {}: {e}", dir.display())))?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
+        })
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(err(format!("no JPEG or PNG images in {}", dir.display())));
+    }
+    let mut out = Images {
+        images: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for p in paths {
+        if out.images.len() >= samples {
+            break;
+        }
+        match image::open(&p) {
+            Ok(img) => out.images.push((p, img.to_rgb8())),
+            Err(e) => {
+                tracing::warn!("skipping calibration image {}: {e}", p.display());
+                eprintln!("warning: skipping calibration image {}: {e}", p.display());
+                out.skipped.push((p, e.to_string()));
+            }
+        }
+    }
+    if out.images.is_empty() {
+        return Err(err(format!(
+            "none of the images in {} could be read",
+            dir.display()
+        )));
+    }
+    Ok(out)
+}
+
+/// (min, max) of a tensor.
+pub type Range = (f32, f32);
+
+/// A compiled copy of a model with extra tensors exposed as outputs.
+pub struct Exposed {
+    session: Session,
+    pre: Preprocessor,
+    /// Tensor index of each output, in output order.
+    pub tensors: Vec<i32>,
+    _file: tempfile::NamedTempFile,
+}
+
+/// Float32 activations produced by ops whose shape the file fully knows:
+/// what can be exposed and calibrated.
+pub fn activations(m: &ModelT) -> Vec<i32> {
+    let mut v = Vec::new();
+    let ts = graph::tensors(m);
+    for op in graph::ops(m) {
+        if graph::op_of(m, op) == Some(crate::tflite::schema::BuiltinOperator::CUSTOM) {
+            continue;
+        }
+        for &o in op.outputs.iter().flatten() {
+            let t = &ts[o as usize];
+            let known = t
+                .shape
+                .as_ref()
+                .is_some_and(|s| !s.is_empty() && s.iter().all(|d| *d > 0));
+            if t.type_ == TensorType::FLOAT32 && known && !graph::is_const(m, t) {
+                v.push(o);
+            }
+        }
+    }
+    v
+}
+
+impl Exposed {
+    /// Compiles `m` with `extra` tensors appended to its outputs.
+    pub fn new(
+        rt: &'static Runtime,
+        m: &ModelT,
+        extra: &[i32],
+        threads: usize,
+    ) -> Result<Self, ConvertError> {
+        let mut copy = m.clone();
+        let sg = &mut copy.subgraphs.as_mut().expect("checked")[0];
+        let outs = sg.outputs.get_or_insert_with(Vec::new);
+        for t in extra {
+            if !outs.contains(t) {
+                outs.push(*t);
+            }
+        }
+        let tensors = outs.clone();
+        let bytes = model_io::write_model(&mut copy, model_io::Layout::Auto);
+        drop(copy);
+        let file = tempfile::Builder::new()
+            .suffix(".tflite")
+            .tempfile()
+            .map_err(|e| ConvertError::Calibration(format!("temporary file: {e}")))?;
+        std::fs::write(file.path(), &bytes)
+            .map_err(|e| ConvertError::Calibration(format!("temporary file: {e}")))?;
+        let model: Arc<Model> = Model::load(rt, file.path())?;
+        let input = model
+            .inputs()
+            .first()
+            .cloned()
+            .ok_or_else(|| ConvertError::Unsupported("the model has no input".into()))?;
+        let pre = Preprocessor::new(&input, Normalization::default())?;
+        let session = Session::new(
+            model,
+            SessionOptions {
+                threads: threads.max(1),
+                xnnpack: true,
+            },
+        )?;
+        Ok(Self {
+            session,
+            pre,
+            tensors,
+            _file: file,
+        })
+    }
+
+    /// Runs one image; returns the range of the model input and of each output.
+    pub fn run_ranges(&mut self, img: &RgbImage) -> Result<(Range, Vec<Range>), ConvertError> {
+        let pre = &mut self.pre;
+        let spec = self.session.model().inputs()[0].clone();
+        let input = self
+            .session
+            .write_input(0, |dst| -> Result<(f32, f32), ConvertError> {
+                pre.run(img.as_raw(), img.width(), img.height(), dst)?;
+                Ok(min_max_bytes(dst, spec.dtype, spec.quantization()))
+            })??;
+        self.session.run()?;
+        let n = self.session.model().outputs().len();
+        let mut outs = Vec::with_capacity(n);
+        for k in 0..n {
+            let spec = &self.session.model().outputs()[k];
+            let (dtype, q) = (spec.dtype, spec.quantization());
+            outs.push(self.session.read_output(k, |b| min_max_bytes(b, dtype, q))?);
+        }
+        Ok((input, outs))
+    }
+
+    /// Runs one image; returns the model input as float values (as the
+    /// model sees them, dequantized) and every output as float values.
+    pub fn run(&mut self, img: &RgbImage) -> Result<(Vec<f32>, Vec<Vec<f32>>), ConvertError> {
+        let pre = &mut self.pre;
+        let spec = self.session.model().inputs()[0].clone();
+        let input = self
+            .session
+            .write_input(0, |dst| -> Result<Vec<f32>, ConvertError> {
+                pre.run(img.as_raw(), img.width(), img.height(), dst)?;
+                Ok(to_f32(dst, spec.dtype, spec.quantization()))
+            })??;
+        self.session.run()?;
+        let n = self.session.model().outputs().len();
+        let mut outs = Vec::with_capacity(n);
+        for k in 0..n {
+            let spec = self.session.model().outputs()[k].clone();
+            outs.push(
+                self.session
+                    .read_output(k, |b| to_f32(b, spec.dtype, spec.quantization()))?,
+            );
+        }
+        Ok((input, outs))
+    }
+}
+
+/// `b` seen as f32 values when it is 4-aligned (runtime buffers are).
+fn as_f32(b: &[u8]) -> Option<&[f32]> {
+    // SAFETY: every bit pattern is a valid f32; align_to only returns a
+    // middle part that is aligned and in bounds.
+    let (pre, mid, post) = unsafe { b.align_to::<f32>() };
+    (pre.is_empty() && post.is_empty()).then_some(mid)
+}
+
+/// Smallest and largest real value of a tensor's bytes (no allocation:
+/// this runs on every activation of every calibration image).
+pub fn min_max_bytes(b: &[u8], dtype: DType, q: Option<(f32, i64)>) -> (f32, f32) {
+    if dtype == DType::F32 {
+        if let Some(v) = as_f32(b) {
+            let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+            for &x in v {
+                if x < lo {
+                    lo = x;
+                }
+                if x > hi {
+                    hi = x;
+                }
+            }
+            return (lo, hi);
+        }
+    }
+    min_max(&to_f32(b, dtype, q))
+}
+
+/// Raw tensor bytes as real values.
+pub fn to_f32(b: &[u8], dtype: DType, q: Option<(f32, i64)>) -> Vec<f32> {
+    let (s, zp) = q.unwrap_or((1.0, 0));
+    if let (DType::F32, Some(v)) = (dtype, as_f32(b)) {
+        return v.to_vec();
+    }
+    match dtype {
+        DType::F32 => b
+            .chunks_exact(4)
+            .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        DType::U8 => b.iter().map(|v| (i64::from(*v) - zp) as f32 * s).collect(),
+        DType::I8 => b.iter().map(|v| (i64::from(*v as i8) - zp) as f32 * s).collect(),
+        DType::I32 => b
+            .chunks_exact(4)
+            .map(|c| (i64::from(i32::from_ne_bytes([c[0], c[1], c[2], c[3]])) - zp) as f32 * s)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Ranges of tensors, by tensor index of subgraph 0; the model input too.
+#[derive(Debug, Clone, Default)]
+pub struct Ranges {
+    pub ranges: HashMap<i32, (f32, f32)>,
+    pub images: usize,
+}
+
+fn min_max(v: &[f32]) -> (f32, f32) {
+    v.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), x| {
+        (lo.min(*x), hi.max(*x))
+    })
+}
+
+/// Calibrates every float activation of `m` on `images`, with a progress bar.
+pub fn calibrate(
+    rt: &'static Runtime,
+    m: &ModelT,
+    images: &[(PathBuf, RgbImage)],
+    method: RangeMethod,
+    threads: usize,
+) -> Result<Ranges, ConvertError> {
+    let extra = activations(m);
+    let mut exposed = Exposed::new(rt, m, &extra, threads)?;
+    let input = graph::subgraph0(m)?
+        .inputs
+        .as_ref()
+        .and_then(|i| i.first())
+        .copied()
+        .ok_or_else(|| ConvertError::Unsupported("the model has no input".into()))?;
+    let bar = indicatif::ProgressBar::new(images.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("calibrating {bar:30} {pos}/{len} images {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut sums: HashMap<i32, (f64, f64)> = HashMap::new();
+    let mut out = Ranges::default();
+    for (_, img) in images {
+        let (inp, outs) = exposed.run_ranges(img)?;
+        let per = std::iter::once((input, inp)).chain(exposed.tensors.iter().copied().zip(outs));
+        for (t, (lo, hi)) in per {
+            if !lo.is_finite() || !hi.is_finite() {
+                continue;
+            }
+            let r = out.ranges.entry(t).or_insert((lo, hi));
+            r.0 = r.0.min(lo);
+            r.1 = r.1.max(hi);
+            let s = sums.entry(t).or_insert((0.0, 0.0));
+            s.0 += f64::from(lo);
+            s.1 += f64::from(hi);
+        }
+        out.images += 1;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if method == RangeMethod::MovingAverage && out.images > 0 {
+        let n = out.images as f64;
+        for (t, (lo, hi)) in sums {
+            out.ranges.insert(t, ((lo / n) as f32, (hi / n) as f32));
+        }
+    }
+    Ok(out)
+}

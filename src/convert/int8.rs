@@ -1,0 +1,457 @@
+//! `--mode int8`: full-integer quantization from calibrated ranges,
+//! following the TFLite quantization spec: per-channel symmetric int8
+//! weights, int32 biases at input x weight scale, asymmetric int8
+//! activations, one scale across ops that cannot rescale (CONCATENATION,
+//! RESHAPE, pooling, PAD...), fixed output parameters for LOGISTIC,
+//! SOFTMAX and TANH. Ops that cannot be quantized stay float behind
+//! DEQUANTIZE ops (and QUANTIZE after them).
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::calibrate::Ranges;
+use super::{graph, quant, ConvertError, IoType};
+use crate::tflite::schema::{
+    BuiltinOperator as Op, BuiltinOptionsT, ModelT, OperatorT, QuantizationParametersT, TensorT, TensorType,
+};
+
+/// What [`quantize`] did, by op name.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Int8Summary {
+    pub quantized: BTreeMap<String, usize>,
+    pub kept_float: BTreeMap<String, usize>,
+    /// Channels whose weights are all (nearly) zero, given a bias-keeping scale.
+    pub dead_channels: usize,
+    /// Tensors of subgraph 0 that became int8 (for the report).
+    pub int8_tensors: Vec<i32>,
+}
+
+/// int8 kernel version of each supported op; `None`: not quantizable here.
+fn int8_version(op: Op) -> Option<i32> {
+    Some(match op {
+        Op::CONV_2D | Op::DEPTHWISE_CONV_2D => 3,
+        Op::FULLY_CONNECTED => 4,
+        Op::RESHAPE => 1,
+        Op::ADD
+        | Op::SUB
+        | Op::MUL
+        | Op::CONCATENATION
+        | Op::SQUEEZE
+        | Op::MAX_POOL_2D
+        | Op::AVERAGE_POOL_2D
+        | Op::PAD
+        | Op::LOGISTIC
+        | Op::SOFTMAX
+        | Op::TANH
+        | Op::MEAN
+        | Op::RELU
+        | Op::RELU6
+        | Op::RESIZE_BILINEAR
+        | Op::RESIZE_NEAREST_NEIGHBOR => 2,
+        _ => return None,
+    })
+}
+
+/// Ops whose int8 kernels need the same scale on input(s) and output.
+fn same_scale(op: Op) -> bool {
+    matches!(
+        op,
+        Op::RESHAPE
+            | Op::SQUEEZE
+            | Op::CONCATENATION
+            | Op::MAX_POOL_2D
+            | Op::AVERAGE_POOL_2D
+            | Op::PAD
+            | Op::RESIZE_BILINEAR
+            | Op::RESIZE_NEAREST_NEIGHBOR
+    )
+}
+
+/// Output parameters the int8 kernels require.
+fn fixed_output(op: Op) -> Option<(f32, i64)> {
+    match op {
+        Op::LOGISTIC | Op::SOFTMAX => Some((1.0 / 256.0, -128)),
+        Op::TANH => Some((1.0 / 128.0, 0)),
+        _ => None,
+    }
+}
+
+fn is_weighted(op: Op) -> bool {
+    matches!(op, Op::CONV_2D | Op::DEPTHWISE_CONV_2D | Op::FULLY_CONNECTED)
+}
+
+fn find(parent: &mut HashMap<i32, i32>, t: i32) -> i32 {
+    let p = *parent.get(&t).unwrap_or(&t);
+    if p == t {
+        return t;
+    }
+    let r = find(parent, p);
+    parent.insert(t, r);
+    r
+}
+
+fn qparams(scale: Vec<f32>, zp: Vec<i64>, dim: i32) -> Option<Box<QuantizationParametersT>> {
+    Some(Box::new(QuantizationParametersT {
+        scale: Some(scale),
+        zero_point: Some(zp),
+        quantized_dimension: dim,
+        ..Default::default()
+    }))
+}
+
+/// Quantizes subgraph 0 of a float model with the calibrated `ranges`.
+pub fn quantize(m: &mut ModelT, ranges: &Ranges, io: IoType) -> Result<Int8Summary, ConvertError> {
+    let mut summary = Int8Summary::default();
+    let ops: Vec<OperatorT> = graph::ops(m).to_vec();
+    let ts = graph::tensors(m).to_vec();
+    let sg = graph::subgraph0(m)?;
+    let inputs: Vec<i32> = sg.inputs.clone().unwrap_or_default();
+    let outputs: Vec<i32> = sg.outputs.clone().unwrap_or_default();
+    let consts: Vec<bool> = ts.iter().map(|t| graph::is_const(m, t)).collect();
+    let is_const = |t: i32| consts[t as usize];
+    let float = |t: i32| ts[t as usize].type_ == TensorType::FLOAT32;
+
+    // 1. Which ops become int8.
+    let mut kinds = Vec::with_capacity(ops.len());
+    let mut quantized = vec![false; ops.len()];
+    for (k, op) in ops.iter().enumerate() {
+        let kind = graph::op_of(m, op).unwrap_or(Op::CUSTOM);
+        kinds.push(kind);
+        let ins: Vec<i32> = op.inputs.iter().flatten().copied().filter(|i| *i >= 0).collect();
+        let outs: Vec<i32> = op.outputs.iter().flatten().copied().collect();
+        let ok = int8_version(kind).is_some()
+            && !outs.is_empty()
+            && outs.iter().all(|o| float(*o) && ranges.ranges.contains_key(o))
+            && ins.iter().all(|i| {
+                if is_const(*i) {
+                    !float(*i) || graph::const_f32(m, &ts[*i as usize]).is_some()
+                } else {
+                    float(*i) && ranges.ranges.contains_key(i)
+                }
+            })
+            && (!is_weighted(kind)
+                || op
+                    .inputs
+                    .as_ref()
+                    .and_then(|v| v.get(1))
+                    .is_some_and(|w| *w >= 0 && is_const(*w) && float(*w)));
+        quantized[k] = ok;
+        let name = graph::op_name(m, op);
+        if ok {
+            *summary.quantized.entry(name).or_insert(0) += 1;
+        } else if !matches!(kind, Op::QUANTIZE | Op::DEQUANTIZE) {
+            *summary.kept_float.entry(name).or_insert(0) += 1;
+        }
+    }
+
+    // 2. Activation parameters: same-scale groups share a range.
+    let mut parent: HashMap<i32, i32> = HashMap::new();
+    for (k, op) in ops.iter().enumerate() {
+        if !quantized[k] || !same_scale(kinds[k]) {
+            continue;
+        }
+        let out = op.outputs.as_ref().expect("checked")[0];
+        let ins: Vec<i32> = match kinds[k] {
+            Op::CONCATENATION => op.inputs.iter().flatten().copied().collect(),
+            _ => op.inputs.iter().flatten().take(1).copied().collect(),
+        };
+        for i in ins {
+            if i >= 0 && !is_const(i) {
+                let (a, b) = (find(&mut parent, i), find(&mut parent, out));
+                if a != b {
+                    parent.insert(a, b);
+                }
+            }
+        }
+    }
+    let mut fixed: HashMap<i32, (f32, i64)> = HashMap::new();
+    for (k, op) in ops.iter().enumerate() {
+        if let (true, Some(p)) = (quantized[k], fixed_output(kinds[k])) {
+            let out = op.outputs.as_ref().expect("checked")[0];
+            let root = find(&mut parent, out);
+            fixed.insert(root, p);
+        }
+    }
+    let mut group_range: HashMap<i32, (f32, f32)> = HashMap::new();
+    let mut touched: Vec<i32> = Vec::new();
+    for (k, op) in ops.iter().enumerate() {
+        if !quantized[k] {
+            continue;
+        }
+        for &t in op.inputs.iter().flatten().chain(op.outputs.iter().flatten()) {
+            if t >= 0 && !is_const(t) && float(t) {
+                touched.push(t);
+            }
+        }
+    }
+    for &t in &touched {
+        let root = find(&mut parent, t);
+        let r = ranges.ranges[&t];
+        let g = group_range.entry(root).or_insert(r);
+        g.0 = g.0.min(r.0);
+        g.1 = g.1.max(r.1);
+    }
+    let mut params: HashMap<i32, (f32, i64)> = HashMap::new();
+    for &t in &touched {
+        let root = find(&mut parent, t);
+        let p = fixed.get(&root).copied().unwrap_or_else(|| {
+            let (lo, hi) = group_range[&root];
+            quant::asymmetric(lo, hi)
+        });
+        params.insert(t, p);
+    }
+
+    // 3. Rewrite.
+    let quantize_code = graph::opcode(m, Op::QUANTIZE, 2);
+    let dequantize_code = graph::opcode(m, Op::DEQUANTIZE, 2);
+    let mut int8_of: HashMap<i32, i32> = HashMap::new();
+    let mut float_of: HashMap<i32, i32> = HashMap::new();
+    let mut new_ops: Vec<OperatorT> = Vec::with_capacity(ops.len() + 16);
+    for &i in &inputs {
+        match (io, params.get(&i)) {
+            (IoType::Int8, Some(&(s, zp))) => {
+                let t = &mut graph::tensors_mut(m)[i as usize];
+                t.type_ = TensorType::INT8;
+                t.quantization = qparams(vec![s], vec![zp], 0);
+                int8_of.insert(i, i);
+            }
+            (IoType::Uint8, Some(&(s, zp))) => {
+                let mut q = graph::tensors(m)[i as usize].clone();
+                q.name = Some(format!("{}_int8", q.name.as_deref().unwrap_or("input")));
+                q.type_ = TensorType::INT8;
+                q.quantization = qparams(vec![s], vec![zp], 0);
+                let qi = graph::add_tensor(m, q);
+                let t = &mut graph::tensors_mut(m)[i as usize];
+                t.type_ = TensorType::UINT8;
+                t.quantization = qparams(vec![s], vec![zp + 128], 0);
+                new_ops.push(graph::simple_op(quantize_code, i, qi, BuiltinOptionsT::NONE));
+                int8_of.insert(i, qi);
+            }
+            _ => {
+                float_of.insert(i, i);
+            }
+        }
+    }
+    for (k, op) in ops.into_iter().enumerate() {
+        let mut op = op;
+        let kind = kinds[k];
+        if !quantized[k] {
+            for idx in op.inputs.iter_mut().flatten() {
+                let t = *idx;
+                if t < 0 || is_const(t) || float_of.contains_key(&t) && float_of[&t] == t {
+                    continue;
+                }
+                if let Some(&f) = float_of.get(&t) {
+                    *idx = f;
+                } else if let Some(&q) = int8_of.get(&t) {
+                    let mut ft = graph::tensors(m)[q as usize].clone();
+                    ft.name = Some(format!("{}_dequantized", ft.name.as_deref().unwrap_or("t")));
+                    ft.type_ = TensorType::FLOAT32;
+                    ft.quantization = None;
+                    let f = graph::add_tensor(m, ft);
+                    new_ops.push(graph::simple_op(dequantize_code, q, f, BuiltinOptionsT::NONE));
+                    float_of.insert(t, f);
+                    *idx = f;
+                }
+            }
+            for &o in op.outputs.iter().flatten() {
+                float_of.insert(o, o);
+            }
+            new_ops.push(op);
+            continue;
+        }
+        // Inputs of a quantized op.
+        let in_scale = op
+            .inputs
+            .as_ref()
+            .and_then(|v| v.first())
+            .and_then(|i| params.get(i))
+            .map_or(1.0, |p| p.0);
+        let out0 = op.outputs.as_ref().expect("checked")[0];
+        let n_in = op.inputs.as_ref().map_or(0, Vec::len);
+        let mut w_scales: Vec<f32> = Vec::new();
+        for j in 0..n_in {
+            let t = op.inputs.as_ref().expect("checked")[j];
+            if t < 0 {
+                continue;
+            }
+            if is_const(t) {
+                if !float(t) {
+                    continue;
+                }
+                let src = ts[t as usize].clone();
+                let values = graph::const_f32(m, &src).expect("checked in step 1");
+                let shape: Vec<usize> = src.shape.iter().flatten().map(|d| (*d).max(0) as usize).collect();
+                let (ty, data, q) = if is_weighted(kind) && j == 1 {
+                    let dim = match kind {
+                        Op::CONV_2D => Some(0),
+                        Op::DEPTHWISE_CONV_2D => Some(3),
+                        _ => None,
+                    };
+                    let bias = op
+                        .inputs
+                        .as_ref()
+                        .and_then(|v| v.get(2))
+                        .filter(|b| **b >= 0)
+                        .and_then(|b| graph::const_f32(m, &ts[*b as usize]));
+                    let out_scale = params[&out0].0;
+                    let channels = dim.and_then(|d| shape.get(d)).copied().unwrap_or(1);
+                    let mut floor = match bias {
+                        Some(b) => quant::weight_scale_floor(&b, in_scale),
+                        None => vec![0.0; channels],
+                    };
+                    // Kernels (XNNPACK's among them) refuse output multipliers
+                    // in x w / out below 2^-32: keep dead channels above that.
+                    let min = quant::multiplier_floor(in_scale, out_scale);
+                    floor.iter_mut().for_each(|f| *f = f.max(min));
+                    if dim.is_none() {
+                        floor = vec![floor.iter().copied().fold(min, f32::max)];
+                    }
+                    let (qv, scales) = quant::symmetric(&values, &shape, dim, Some(&floor));
+                    summary.dead_channels += count_dead(&values, &shape, dim);
+                    w_scales = scales.clone();
+                    let n = scales.len();
+                    (
+                        TensorType::INT8,
+                        qv.iter().map(|v| *v as u8).collect::<Vec<u8>>(),
+                        qparams(scales, vec![0; n], dim.unwrap_or(0) as i32),
+                    )
+                } else if is_weighted(kind) && j == 2 {
+                    let scales: Vec<f32> = w_scales.iter().map(|w| w * in_scale).collect();
+                    let per = if scales.len() == 1 {
+                        vec![scales[0]; values.len()]
+                    } else {
+                        scales.clone()
+                    };
+                    let qv = quant::bias_i32(&values, &per);
+                    let n = scales.len();
+                    (
+                        TensorType::INT32,
+                        qv.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                        qparams(scales, vec![0; n], 0),
+                    )
+                } else {
+                    let (s, zp) = if same_scale(kind) {
+                        params[&out0]
+                    } else {
+                        let (lo, hi) = values
+                            .iter()
+                            .fold((0f32, 0f32), |(a, b), x| (a.min(*x), b.max(*x)));
+                        quant::asymmetric(lo, hi)
+                    };
+                    let qv = quant::quantize_i8(&values, s, zp);
+                    (
+                        TensorType::INT8,
+                        qv.iter().map(|v| *v as u8).collect(),
+                        qparams(vec![s], vec![zp], 0),
+                    )
+                };
+                let buffer = graph::add_buffer(m, data);
+                let nt = TensorT {
+                    name: src.name.clone(),
+                    shape: src.shape.clone(),
+                    shape_signature: src.shape_signature.clone(),
+                    type_: ty,
+                    buffer,
+                    quantization: q,
+                    ..Default::default()
+                };
+                let ni = graph::add_tensor(m, nt);
+                op.inputs.as_mut().expect("checked")[j] = ni;
+                continue;
+            }
+            // An activation: its int8 version, quantizing a float one if needed.
+            let q = match int8_of.get(&t) {
+                Some(&q) => q,
+                None => {
+                    let src = float_of.get(&t).copied().unwrap_or(t);
+                    let (s, zp) = params[&t];
+                    let mut qt = graph::tensors(m)[src as usize].clone();
+                    qt.name = Some(format!("{}_int8", qt.name.as_deref().unwrap_or("t")));
+                    qt.type_ = TensorType::INT8;
+                    qt.quantization = qparams(vec![s], vec![zp], 0);
+                    qt.buffer = 0;
+                    let q = graph::add_tensor(m, qt);
+                    new_ops.push(graph::simple_op(quantize_code, src, q, BuiltinOptionsT::NONE));
+                    int8_of.insert(t, q);
+                    q
+                }
+            };
+            op.inputs.as_mut().expect("checked")[j] = q;
+        }
+        for &o in op.outputs.iter().flatten() {
+            let (s, zp) = params[&o];
+            let t = &mut graph::tensors_mut(m)[o as usize];
+            t.type_ = TensorType::INT8;
+            t.quantization = qparams(vec![s], vec![zp], 0);
+            int8_of.insert(o, o);
+            summary.int8_tensors.push(o);
+        }
+        if let Some(v) = int8_version(kind) {
+            graph::raise_version(m, &op, v);
+        }
+        new_ops.push(op);
+    }
+
+    // 4. Model outputs per --io-type.
+    let mut new_outputs = outputs.clone();
+    for (k, &o) in outputs.iter().enumerate() {
+        if float_of.get(&o) == Some(&o) || int8_of.get(&o) != Some(&o) {
+            continue;
+        }
+        let name = graph::tensors(m)[o as usize].name.clone();
+        match io {
+            IoType::Int8 => {}
+            IoType::Float | IoType::Uint8 => {
+                let (s, zp) = params[&o];
+                let mut nt = graph::tensors(m)[o as usize].clone();
+                let (ty, code, q) = if io == IoType::Float {
+                    (TensorType::FLOAT32, dequantize_code, None)
+                } else {
+                    (
+                        TensorType::UINT8,
+                        quantize_code,
+                        qparams(vec![s], vec![zp + 128], 0),
+                    )
+                };
+                let reuse = if io == IoType::Float {
+                    float_of.get(&o).copied()
+                } else {
+                    None
+                };
+                let f = match reuse {
+                    Some(f) => f,
+                    None => {
+                        nt.type_ = ty;
+                        nt.quantization = q;
+                        let f = graph::add_tensor(m, nt);
+                        new_ops.push(graph::simple_op(code, o, f, BuiltinOptionsT::NONE));
+                        f
+                    }
+                };
+                // The boundary tensor keeps the output's name.
+                graph::tensors_mut(m)[f as usize].name = name.clone();
+                graph::tensors_mut(m)[o as usize].name =
+                    Some(format!("{}_int8", name.as_deref().unwrap_or("output")));
+                new_outputs[k] = f;
+            }
+        }
+    }
+    graph::put_ops(m, new_ops);
+    m.subgraphs.as_mut().expect("checked")[0].outputs = Some(new_outputs);
+    Ok(summary)
+}
+
+/// Channels whose weights are all below 1e-5 in magnitude.
+fn count_dead(values: &[f32], shape: &[usize], dim: Option<usize>) -> usize {
+    let Some(d) = dim.filter(|d| *d < shape.len()) else {
+        return 0;
+    };
+    let (channels, inner) = (shape[d].max(1), shape[d + 1..].iter().product::<usize>().max(1));
+    let mut live = vec![false; channels];
+    for (k, v) in values.iter().enumerate() {
+        if v.abs() >= 1e-5 {
+            live[(k / inner) % channels] = true;
+        }
+    }
+    live.iter().filter(|l| !**l).count()
+}
