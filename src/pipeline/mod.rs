@@ -181,23 +181,7 @@ impl Pipeline {
     /// different source, model (or model file), model options or worker
     /// count need the pipeline started again.
     pub fn restart_reason(&self, new: &PipelineSettings) -> Option<&'static str> {
-        let old = &self.settings;
-        let (mut a, mut b) = (old.detector.clone(), new.detector.clone());
-        a.filter = FilterSettings::default();
-        b.filter = FilterSettings::default();
-        if old.source != new.source {
-            Some("the source changed")
-        } else if old.source_options != new.source_options {
-            Some("the source settings changed")
-        } else if a != b {
-            Some("the model or its settings changed")
-        } else if old.workers != new.workers {
-            Some("the number of workers changed")
-        } else if model_mtime(&new.detector.model) != self.model_mtime {
-            Some("the model file was replaced")
-        } else {
-            None
-        }
+        restart_reason(&self.settings, self.model_mtime, new)
     }
 
     /// Applies thresholds, label filters and stream settings (JPEG quality,
@@ -247,6 +231,31 @@ impl Drop for Pipeline {
     }
 }
 
+/// [`Pipeline::restart_reason`] for a pipeline running `old`, whose model
+/// file had modification time `old_mtime` when it was loaded.
+fn restart_reason(
+    old: &PipelineSettings,
+    old_mtime: Option<SystemTime>,
+    new: &PipelineSettings,
+) -> Option<&'static str> {
+    let (mut a, mut b) = (old.detector.clone(), new.detector.clone());
+    a.filter = FilterSettings::default();
+    b.filter = FilterSettings::default();
+    if old.source != new.source {
+        Some("the source changed")
+    } else if old.source_options != new.source_options {
+        Some("the source settings changed")
+    } else if a != b {
+        Some("the model or its settings changed")
+    } else if old.workers != new.workers {
+        Some("the number of workers changed")
+    } else if model_mtime(&new.detector.model) != old_mtime {
+        Some("the model file was replaced")
+    } else {
+        None
+    }
+}
+
 fn model_mtime(path: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
@@ -254,4 +263,70 @@ fn model_mtime(path: &std::path::Path) -> Option<SystemTime> {
 /// A frame buffer from the recycle pool, or a new one.
 pub(crate) fn spare_frame(shared: &Shared) -> Frame {
     shared.slot.take_spare().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(model: &std::path::Path) -> PipelineSettings {
+        PipelineSettings {
+            source: SourceUri::Test,
+            source_options: SourceOptions::default(),
+            detector: DetectorSettings::new(model),
+            workers: 1,
+            every_nth: 1,
+            max_inference_fps: 0.0,
+            jpeg_quality: 80,
+            overlay: true,
+            annotate: true,
+            frame_limit: None,
+        }
+    }
+
+    #[test]
+    fn filter_and_stream_changes_apply_in_place_others_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.tflite");
+        std::fs::write(&model, b"model").unwrap();
+        let old = settings(&model);
+        let mtime = model_mtime(&model);
+
+        let mut live = old.clone();
+        live.detector.filter.threshold = 0.9;
+        live.detector.filter.deny = vec!["car".into()];
+        live.jpeg_quality = 30;
+        live.overlay = false;
+        live.every_nth = 3;
+        assert_eq!(restart_reason(&old, mtime, &live), None);
+
+        let mut s = old.clone();
+        s.source = SourceUri::Images(dir.path().into());
+        assert_eq!(restart_reason(&old, mtime, &s), Some("the source changed"));
+        let mut s = old.clone();
+        s.source_options.width = 320;
+        assert_eq!(
+            restart_reason(&old, mtime, &s),
+            Some("the source settings changed")
+        );
+        let mut s = old.clone();
+        s.detector.labels = Some(dir.path().join("labels.txt"));
+        assert_eq!(
+            restart_reason(&old, mtime, &s),
+            Some("the model or its settings changed")
+        );
+        let mut s = old.clone();
+        s.workers = 2;
+        assert_eq!(
+            restart_reason(&old, mtime, &s),
+            Some("the number of workers changed")
+        );
+
+        // Same path, new file: reloaded too.
+        let earlier = mtime.map(|t| t - Duration::from_secs(60));
+        assert_eq!(
+            restart_reason(&old, earlier, &old),
+            Some("the model file was replaced")
+        );
+    }
 }
