@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use fast_image_resize::{FilterType, Resizer};
-use v4l::buffer::{Flags as BufFlags, Type as BufType};
+use v4l::buffer::{Flags as BufFlags, Metadata, Type as BufType};
 use v4l::capability::Flags as CapFlags;
 use v4l::frameinterval::FrameIntervalEnum;
 use v4l::framesize::FrameSizeEnum;
@@ -361,6 +361,8 @@ struct Opened {
     width: u32,
     height: u32,
     stride: usize,
+    /// CLOCK_MONOTONIC when the device was configured, in microseconds.
+    opened_us: Option<i64>,
 }
 
 /// The V4L2 capture source.
@@ -502,101 +504,13 @@ impl V4l2Source {
             width: fmt.width,
             height: fmt.height,
             stride,
+            opened_us: monotonic_us(),
         })
     }
 
-    /// Asks for the frame interval [`choose_interval`] picks. Failure is
-    /// logged, not fatal: some drivers have a fixed rate.
-    fn set_frame_rate(&self, device: &Device, fourcc: FourCC, width: u32, height: u32) {
-        let path = self.path.display();
-        let fps = self.opts.fps;
-        let offered: Vec<IntervalRange> = device
-            .enum_frameintervals(fourcc, width, height)
-            .map(|v| v.iter().map(|i| IntervalRange::from(&i.interval)).collect())
-            .unwrap_or_default();
-        let interval = match choose_interval(&offered, fps) {
-            Some(i) => i,
-            // Not enumerable: ask directly (the driver picks the nearest);
-            // for "fastest" ask for an absurd rate.
-            None if fps.is_finite() && fps > 0.0 => Interval::from_seconds(1.0 / fps as f64),
-            None => Interval { num: 1, den: 1000 },
-        };
-        match device.params() {
-            Ok(p)
-                if !p
-                    .capabilities
-                    .contains(v4l::parameters::Capabilities::TIME_PER_FRAME) =>
-            {
-                tracing::info!("{path}: the driver does not support setting the frame rate");
-                return;
-            }
-            _ => {}
-        }
-        match device.set_params(&Parameters::new(Fraction::new(interval.num, interval.den))) {
-            Ok(actual) => {
-                let got = Interval::from(actual.interval);
-                if got.valid() {
-                    tracing::info!("{path}: frame interval {got} (asked {interval})");
-                }
-            }
-            Err(e) => tracing::warn!("{path}: cannot set frame interval {interval}: {e}"),
-        }
-    }
-}
-
-/// Releases the stream and closes the device. `v4l`'s destructors panic
-/// on unexpected ioctl errors; a camera failing must not take the daemon
-/// down, so the stream is stopped first (its error examined) and the drops
-/// run under `catch_unwind`.
-fn release(path: &Path, opened: Opened) {
-    let Opened {
-        mut stream, device, ..
-    } = opened;
-    match stream.stop() {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {}
-        Err(e) => {
-            // Dropping the stream now would panic, possibly twice (abort).
-            // Leak it (and with it the file descriptor) instead.
-            tracing::error!(
-                "{}: cannot stop streaming ({e}); leaking the device handle",
-                path.display()
-            );
-            std::mem::forget(stream);
-            drop(device);
-            return;
-        }
-    }
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-        drop(stream);
-        drop(device);
-    }));
-    if result.is_err() {
-        tracing::error!("{}: error while releasing the device", path.display());
-    }
-}
-
-impl Source for V4l2Source {
-    fn describe(&self) -> String {
-        match &self.opened {
-            Some(o) => format!(
-                "v4l2:{} ({} {}x{})",
-                self.path.display(),
-                o.fourcc,
-                o.width,
-                o.height
-            ),
-            None => format!("v4l2:{}", self.path.display()),
-        }
-    }
-
-    fn open(&mut self) -> Result<(), CaptureError> {
-        self.close();
-        self.opened = Some(self.configure()?);
-        Ok(())
-    }
-
-    fn read(&mut self, frame: &mut Frame) -> Result<(), CaptureError> {
+    /// Reads one buffer into `frame`: `Ok(false)` if it was a stale frame
+    /// (captured before this stream was opened) and was skipped.
+    fn read_one(&mut self, frame: &mut Frame) -> Result<bool, CaptureError> {
         let Self {
             path,
             opts,
@@ -616,6 +530,12 @@ impl Source for V4l2Source {
             Err(e) => return Err(io_unavailable(path, "capture failed", e)),
         };
         let start = Instant::now();
+        if is_stale(meta, o.opened_us) {
+            // v4l2loopback hands a new reader the last frame written, however
+            // old: after a stall that would pass for a live frame.
+            tracing::debug!("{}: skipping a frame older than the stream", path.display());
+            return Ok(false);
+        }
         if meta.flags.contains(BufFlags::ERROR) {
             return Err(CaptureError::Corrupt(format!(
                 "buffer {} flagged as bad by the driver",
@@ -677,7 +597,141 @@ impl Source for V4l2Source {
         converted.map_err(|e| CaptureError::Corrupt(e.to_string()))?;
         frame.decode_time = start.elapsed();
         frame.captured_at = Instant::now();
+        Ok(true)
+    }
+
+    /// Asks for the frame interval [`choose_interval`] picks. Failure is
+    /// logged, not fatal: some drivers have a fixed rate.
+    fn set_frame_rate(&self, device: &Device, fourcc: FourCC, width: u32, height: u32) {
+        let path = self.path.display();
+        let fps = self.opts.fps;
+        let offered: Vec<IntervalRange> = device
+            .enum_frameintervals(fourcc, width, height)
+            .map(|v| v.iter().map(|i| IntervalRange::from(&i.interval)).collect())
+            .unwrap_or_default();
+        let interval = match choose_interval(&offered, fps) {
+            Some(i) => i,
+            // Not enumerable: ask directly (the driver picks the nearest);
+            // for "fastest" ask for an absurd rate.
+            None if fps.is_finite() && fps > 0.0 => Interval::from_seconds(1.0 / fps as f64),
+            None => Interval { num: 1, den: 1000 },
+        };
+        match device.params() {
+            Ok(p)
+                if !p
+                    .capabilities
+                    .contains(v4l::parameters::Capabilities::TIME_PER_FRAME) =>
+            {
+                tracing::info!("{path}: the driver does not support setting the frame rate");
+                return;
+            }
+            _ => {}
+        }
+        match device.set_params(&Parameters::new(Fraction::new(interval.num, interval.den))) {
+            Ok(actual) => {
+                let got = Interval::from(actual.interval);
+                if got.valid() {
+                    tracing::info!("{path}: frame interval {got} (asked {interval})");
+                }
+            }
+            Err(e) => tracing::warn!("{path}: cannot set frame interval {interval}: {e}"),
+        }
+    }
+}
+
+/// Stale frames skipped in a row before a read gives up (as corrupt).
+const MAX_STALE_SKIPS: usize = 8;
+/// A frame timestamped this long before its stream was opened is stale.
+const STALE_AGE_US: i64 = 500_000;
+
+/// CLOCK_MONOTONIC in microseconds, the clock V4L2 timestamps use.
+fn monotonic_us() -> Option<i64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (rc == 0).then(|| ts.tv_sec * 1_000_000 + ts.tv_nsec / 1000)
+}
+
+/// Whether a buffer was captured well before the stream was opened: a
+/// non-zero timestamp more than [`STALE_AGE_US`] older. Timestamps of type
+/// "unknown" count too: v4l2loopback 0.12 stamps with the monotonic clock
+/// without saying so, and a wall-clock stamp is far in the future of the
+/// monotonic one, so it never looks stale. Copied (user) stamps are ignored.
+fn is_stale(meta: &Metadata, opened_us: Option<i64>) -> bool {
+    let Some(opened) = opened_us else { return false };
+    let kind = meta.flags.bits() & BufFlags::TIMESTAMP_MASK.bits();
+    if kind != BufFlags::TIMESTAMP_MONOTONIC.bits() && kind != BufFlags::TIMESTAMP_UNKNOWN.bits() {
+        return false;
+    }
+    let ts = meta.timestamp.sec * 1_000_000 + meta.timestamp.usec;
+    ts > 0 && ts < opened - STALE_AGE_US
+}
+
+/// Releases the stream and closes the device. `v4l`'s destructors panic
+/// on unexpected ioctl errors; a camera failing must not take the daemon
+/// down, so the stream is stopped first (its error examined) and the drops
+/// run under `catch_unwind`.
+fn release(path: &Path, opened: Opened) {
+    let Opened {
+        mut stream, device, ..
+    } = opened;
+    match stream.stop() {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {}
+        Err(e) => {
+            // Dropping the stream now would panic, possibly twice (abort).
+            // Leak it (and with it the file descriptor) instead.
+            tracing::error!(
+                "{}: cannot stop streaming ({e}); leaking the device handle",
+                path.display()
+            );
+            std::mem::forget(stream);
+            drop(device);
+            return;
+        }
+    }
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        drop(stream);
+        drop(device);
+    }));
+    if result.is_err() {
+        tracing::error!("{}: error while releasing the device", path.display());
+    }
+}
+
+impl Source for V4l2Source {
+    fn describe(&self) -> String {
+        match &self.opened {
+            Some(o) => format!(
+                "v4l2:{} ({} {}x{})",
+                self.path.display(),
+                o.fourcc,
+                o.width,
+                o.height
+            ),
+            None => format!("v4l2:{}", self.path.display()),
+        }
+    }
+
+    fn open(&mut self) -> Result<(), CaptureError> {
+        self.close();
+        self.opened = Some(self.configure()?);
         Ok(())
+    }
+
+    fn read(&mut self, frame: &mut Frame) -> Result<(), CaptureError> {
+        for _ in 0..MAX_STALE_SKIPS {
+            if self.read_one(frame)? {
+                return Ok(());
+            }
+        }
+        Err(CaptureError::Corrupt(format!(
+            "{}: only frames older than the stream",
+            self.path.display()
+        )))
     }
 
     fn close(&mut self) {
@@ -866,6 +920,33 @@ mod tests {
 
     fn fc(s: &[u8; 4]) -> FourCC {
         FourCC::new(s)
+    }
+
+    fn meta(flags: u32, sec: i64, usec: i64) -> Metadata {
+        Metadata {
+            flags: BufFlags::from(flags),
+            timestamp: v4l::Timestamp::new(sec as libc::time_t, usec as libc::time_t),
+            ..Metadata::default()
+        }
+    }
+
+    #[test]
+    fn frames_older_than_the_stream_are_stale() {
+        let opened = Some(100_000_000); // 100 s of monotonic time
+        let mono = BufFlags::TIMESTAMP_MONOTONIC.bits();
+        // Captured after the open, or just before it: live.
+        assert!(!is_stale(&meta(mono, 100, 200_000), opened));
+        assert!(!is_stale(&meta(mono, 99, 800_000), opened));
+        // Seconds before the open (a loopback writer that stopped): stale,
+        // whether the driver says "monotonic" or nothing.
+        assert!(is_stale(&meta(mono, 97, 0), opened));
+        assert!(is_stale(&meta(0, 97, 0), opened));
+        // Copied stamps, no stamp at all, no clock: never stale.
+        assert!(!is_stale(&meta(BufFlags::TIMESTAMP_COPY.bits(), 97, 0), opened));
+        assert!(!is_stale(&meta(mono, 0, 0), opened));
+        assert!(!is_stale(&meta(mono, 97, 0), None));
+        // A wall-clock stamp is far ahead of the monotonic clock.
+        assert!(!is_stale(&meta(0, 1_790_000_000, 0), opened));
     }
 
     #[test]
