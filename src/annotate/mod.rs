@@ -613,37 +613,4 @@ mod tests {
         assert!(std::fs::metadata(&path).unwrap().len() > 0);
         eprintln!("wrote {}", path.display());
     }
-
-    /// Timing of the per-frame work; run with
-    /// `cargo test --release --lib annotate -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn bench_640x480_ten_detections() {
-        let mut img = canvas(640, 480);
-        let dets: Vec<Detection> = (0..10)
-            .map(|i| {
-                let f = i as f32;
-                det(
-                    ["person", "dog", "car"][i % 3],
-                    0.5 + f / 25.0,
-                    20.0 + 55.0 * f,
-                    30.0 + 30.0 * f,
-                    150.0 + 45.0 * f,
-                    200.0 + 25.0 * f,
-                )
-            })
-            .collect();
-        let style = AnnotateStyle::for_size(640, 480);
-        let iters = 2000;
-        let t = std::time::Instant::now();
-        for _ in 0..iters {
-            draw_detections(&mut img, &dets, &style);
-            draw_text_block(&mut img, 4, 4, &["FPS 30.0", "infer 12.0 ms"], &style);
-        }
-        let per = t.elapsed() / iters;
-        eprintln!("{per:?} per frame");
-        if !cfg!(debug_assertions) {
-            assert!(per < std::time::Duration::from_micros(500), "{per:?}");
-        }
-    }
 }

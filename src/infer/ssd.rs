@@ -1026,28 +1026,4 @@ mod tests {
             (dec.candidates.capacity(), dec.kept.capacity(), out.capacity())
         );
     }
-
-    /// `cargo test --release --lib infer::ssd -- --ignored --nocapture`
-    #[test]
-    #[ignore = "timing; run in release"]
-    fn decode_is_fast() {
-        for act in [ScoreActivation::Sigmoid, ScoreActivation::Softmax] {
-            let mut dec = SsdDecoder::new(SsdDecodeParams {
-                score_activation: act,
-                ..SsdDecodeParams::default()
-            })
-            .unwrap();
-            let (boxes, sc) = busy_frame(dec.num_anchors(), 24);
-            let mut out = Vec::new();
-            dec.decode(&boxes, &sc, 24, &mut out).unwrap();
-            let iters = 2000;
-            let t0 = std::time::Instant::now();
-            for _ in 0..iters {
-                dec.decode(&boxes, &sc, 24, &mut out).unwrap();
-            }
-            let per = t0.elapsed() / iters;
-            println!("{act:?}: {per:?} per decode, {} detections", out.len());
-            assert!(per < std::time::Duration::from_millis(1));
-        }
-    }
 }
