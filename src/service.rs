@@ -29,6 +29,17 @@ pub type ReloadFn = Box<dyn Fn() -> anyhow::Result<PipelineSettings> + Send + Sy
 /// How often `STATUS=` is refreshed for `systemctl status`.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
+/// The async runtime the HTTP server runs on: two worker threads are
+/// plenty, since the stream's frames are encoded once, off these threads.
+pub fn http_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("http")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 /// Runs until SIGINT or SIGTERM. Model, label and port errors are returned
 /// before anything is served.
 pub fn run_daemon(
@@ -40,12 +51,7 @@ pub fn run_daemon(
     let watchdog = notify::watchdog_from_env()?;
     let metrics = Arc::new(Metrics::new());
     let hub = Hub::new(metrics);
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("http")
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let tokio = http_runtime()?;
     let listener = tokio
         .block_on(tokio::net::TcpListener::bind(settings.listen))
         .with_context(|| format!("cannot listen on {}", settings.listen))?;

@@ -128,14 +128,9 @@ impl Exposed {
             }
         }
         let tensors = outs.clone();
-        let bytes = model_io::write_model(&mut copy, model_io::Layout::Auto);
+        let file = model_io::write_temp(&mut copy)
+            .map_err(|e| ConvertError::Calibration(format!("temporary file: {e}")))?;
         drop(copy);
-        let file = tempfile::Builder::new()
-            .suffix(".tflite")
-            .tempfile()
-            .map_err(|e| ConvertError::Calibration(format!("temporary file: {e}")))?;
-        std::fs::write(file.path(), &bytes)
-            .map_err(|e| ConvertError::Calibration(format!("temporary file: {e}")))?;
         let model: Arc<Model> = Model::load(rt, file.path())?;
         let input = model
             .inputs()

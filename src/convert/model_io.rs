@@ -105,6 +105,15 @@ pub fn buffer_bytes(m: &ModelT) -> usize {
         .sum()
 }
 
+/// Writes `m` to a temporary `.tflite` file for LiteRT to load (LiteRT
+/// reads models from paths); the file goes when the handle is dropped.
+pub fn write_temp(m: &mut ModelT) -> std::io::Result<tempfile::NamedTempFile> {
+    let bytes = write_model(m, Layout::Auto);
+    let file = tempfile::Builder::new().suffix(".tflite").tempfile()?;
+    std::fs::write(file.path(), &bytes)?;
+    Ok(file)
+}
+
 /// Serialises `m`. The tree is borrowed mutably only to move large buffers
 /// out while packing; it is restored before returning.
 pub fn write_model(m: &mut ModelT, layout: Layout) -> Vec<u8> {

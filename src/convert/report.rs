@@ -175,13 +175,8 @@ pub fn detections(
     images: &[(PathBuf, RgbImage)],
     threads: usize,
 ) -> Result<Option<Vec<Vec<Detection>>>, ConvertError> {
-    let bytes = model_io::write_model(m, model_io::Layout::Auto);
-    let file = tempfile::Builder::new()
-        .suffix(".tflite")
-        .tempfile()
-        .map_err(|e| ConvertError::Calibration(format!("temporary file: {e}")))?;
-    std::fs::write(file.path(), &bytes)
-        .map_err(|e| ConvertError::Calibration(format!("temporary file: {e}")))?;
+    let file =
+        model_io::write_temp(m).map_err(|e| ConvertError::Calibration(format!("temporary file: {e}")))?;
     let mut settings = DetectorSettings::new(file.path());
     settings.session.threads = threads.max(1);
     settings.filter = FilterSettings {

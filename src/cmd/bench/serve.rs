@@ -37,13 +37,7 @@ impl Served {
         clients: usize,
     ) -> anyhow::Result<Served> {
         let hub = Hub::new(Arc::new(Metrics::new()));
-        // The daemon's own runtime shape: two async worker threads.
-        let tokio = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("http")
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")?;
+        let tokio = crate::service::http_runtime()?;
         let listener = tokio
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .context("cannot listen on a loopback port")?;
