@@ -186,6 +186,10 @@ pub(crate) fn capture_loop(
     let mut fps = FpsMeter::new();
     let mut last_no_signal: Option<Instant> = None;
     let mut down_reason = String::from("starting");
+    // Frames still to see after a reconnect before the source counts as
+    // ready: a v4l2loopback reader that reopens during a stall is handed the
+    // last frame again, and one frame must not end the outage.
+    let mut ready_after: u32 = 0;
     let mut push = |frame: Frame, signal: bool, read_at: Instant, shared: &Shared| {
         seq += 1;
         let c = Captured {
@@ -210,7 +214,10 @@ pub(crate) fn capture_loop(
                 metrics.frames_captured.inc();
                 metrics.capture_fps.set(fps.tick());
                 stage_decode.observe(frame.decode_time.as_secs_f64());
-                shared.hub.set_ready(true);
+                ready_after = ready_after.saturating_sub(1);
+                if ready_after == 0 {
+                    shared.hub.set_ready(true);
+                }
                 last_no_signal = None;
                 push(frame, true, read_at, &shared);
             }
@@ -219,6 +226,7 @@ pub(crate) fn capture_loop(
                 shared.slot.recycle(frame);
             }
             Event::Reconnected => {
+                ready_after = 2;
                 metrics.camera_reconnects.inc();
                 tracing::info!(source = %name, "source is back");
                 shared.slot.recycle(frame);
