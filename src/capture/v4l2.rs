@@ -374,8 +374,6 @@ pub struct V4l2Source {
     resizer: Resizer,
     /// Whether the JPEG-size mismatch was logged (once per source).
     size_warned: bool,
-    /// Timestamp (µs) of the last frame passed on, kept across reopens.
-    last_stamp_us: i64,
 }
 
 impl V4l2Source {
@@ -387,7 +385,6 @@ impl V4l2Source {
             decoded: Vec::new(),
             resizer: Resizer::new(),
             size_warned: false,
-            last_stamp_us: 0,
         }
     }
 
@@ -521,7 +518,6 @@ impl V4l2Source {
             decoded,
             resizer,
             size_warned,
-            last_stamp_us,
         } = self;
         let o = opened
             .as_mut()
@@ -538,14 +534,6 @@ impl V4l2Source {
             // v4l2loopback hands a new reader the last frame written, however
             // old: after a stall that would pass for a live frame.
             tracing::debug!("{}: skipping a frame older than the stream", path.display());
-            return Ok(false);
-        }
-        let stamp = stamp_us(meta);
-        if is_repeat(stamp, *last_stamp_us) {
-            // The same buffer again: v4l2loopback gives a reader that reopens
-            // after a stall the last frame it already had (with a copied
-            // timestamp, so the age test above cannot see it).
-            tracing::debug!("{}: skipping a frame delivered again", path.display());
             return Ok(false);
         }
         if meta.flags.contains(BufFlags::ERROR) {
@@ -609,7 +597,6 @@ impl V4l2Source {
         converted.map_err(|e| CaptureError::Corrupt(e.to_string()))?;
         frame.decode_time = start.elapsed();
         frame.captured_at = Instant::now();
-        *last_stamp_us = stamp;
         Ok(true)
     }
 
@@ -681,17 +668,6 @@ fn is_stale(meta: &Metadata, opened_us: Option<i64>) -> bool {
     }
     let ts = meta.timestamp.sec * 1_000_000 + meta.timestamp.usec;
     ts > 0 && ts < opened - STALE_AGE_US
-}
-
-/// A buffer's timestamp in microseconds (0: none).
-fn stamp_us(meta: &Metadata) -> i64 {
-    meta.timestamp.sec * 1_000_000 + meta.timestamp.usec
-}
-
-/// Whether a frame carries the very timestamp of the last frame passed on,
-/// i.e. is that frame delivered again. Frames without a stamp never are.
-fn is_repeat(stamp_us: i64, last_us: i64) -> bool {
-    stamp_us != 0 && stamp_us == last_us
 }
 
 /// Releases the stream and closes the device. `v4l`'s destructors panic
@@ -952,14 +928,6 @@ mod tests {
             timestamp: v4l::Timestamp::new(sec as libc::time_t, usec as libc::time_t),
             ..Metadata::default()
         }
-    }
-
-    #[test]
-    fn a_frame_with_the_last_frames_stamp_is_a_repeat() {
-        assert!(is_repeat(97_000_123, 97_000_123));
-        assert!(!is_repeat(97_000_124, 97_000_123));
-        assert!(!is_repeat(0, 0));
-        assert!(!is_repeat(5, 0));
     }
 
     #[test]
