@@ -39,6 +39,7 @@ fn opts(mode: Mode) -> ConvertOptions {
         range: RangeMethod::MinMax,
         threads: 2,
         compare: false,
+        validation: None,
     }
 }
 
@@ -78,8 +79,35 @@ fn write(c: &Converted, name: &str) -> TempFile {
 #[test]
 fn oidv4_float_ssd_to_int8_detects_like_the_float_model() {
     let input = common::oidv4_model();
-    let c = convert_file(&input, &opts(Mode::Int8)).unwrap();
+    let mut o = opts(Mode::Int8);
+    // The report compares on the held-out photos (scripts/setup --heldout).
+    o.compare = true;
+    o.validation = Some(common::heldout_dir());
+    let c = convert_file(&input, &o).unwrap();
     let r = &c.report;
+    assert_eq!(r.compared_on, "validation");
+    assert_eq!(r.compared_images, 20, "run scripts/setup --heldout");
+    // Every compared tensor lines up with its float twin: a misaligned pair
+    // (as when an output was compared with another tensor) is noise, < 0 dB.
+    let worst = r.tensors.iter().map(|q| q.sqnr_db).fold(f64::INFINITY, f64::min);
+    assert!(worst > 8.0, "lowest tensor SQNR {worst:.1} dB: {:?}", r.tensors);
+    assert!(r.tensors.len() > 90, "{}", r.tensors.len());
+    for q in &r.outputs {
+        assert!(q.sqnr_db > 15.0 && q.cosine > 0.99, "{q:?}");
+    }
+    // Each of the six box and six class heads keeps its own scale and is
+    // requantized into its CONCATENATION (all but the widest of each).
+    let m = edgevision::convert::model_io::read_model_t(&c.bytes).unwrap();
+    let requantized = edgevision::convert::graph::ops(&m)
+        .iter()
+        .filter(|op| {
+            let t = edgevision::convert::graph::tensors(&m);
+            let (i, o) = (op.inputs.as_ref().unwrap()[0], op.outputs.as_ref().unwrap()[0]);
+            edgevision::convert::graph::op_name(&m, op) == "QUANTIZE"
+                && t[i as usize].type_ == t[o as usize].type_
+        })
+        .count();
+    assert!((10..=12).contains(&requantized), "{requantized} requantizing ops");
     let in_size = std::fs::metadata(&input).unwrap().len() as f64;
     let ratio = in_size / c.bytes.len() as f64;
     // Int8 weights against fp16 ones, plus per-channel parameters.

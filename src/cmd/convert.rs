@@ -31,7 +31,11 @@ pub struct ConvertArgs {
     /// How per-image activation ranges combine.
     #[arg(long, value_enum, default_value = "min-max")]
     pub range: RangeMethod,
-    /// Write a JSON report here (comparison needs --calibration).
+    /// Held-out JPEG/PNG directory to compare on instead of the calibration
+    /// images (with --report).
+    #[arg(long, value_name = "DIR")]
+    pub validation: Option<PathBuf>,
+    /// Write a JSON report here (comparison needs --calibration or --validation).
     #[arg(long, value_name = "REPORT.json")]
     pub report: Option<PathBuf>,
     /// CPU threads for calibration.
@@ -47,7 +51,12 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<ExitCode> {
     let input =
         std::fs::read(&args.input).with_context(|| format!("cannot read {}", args.input.display()))?;
     let compare = args.report.is_some();
-    let needs_rt = args.mode == Mode::Int8 || (compare && args.calibration.is_some());
+    anyhow::ensure!(
+        args.validation.is_none() || compare,
+        "--validation needs --report (it only changes what the report compares on)"
+    );
+    let needs_rt =
+        args.mode == Mode::Int8 || (compare && (args.calibration.is_some() || args.validation.is_some()));
     let rt: Option<&'static Runtime> = if needs_rt {
         Some(Runtime::load(&RuntimeSearch {
             cli: args.runtime.clone(),
@@ -66,6 +75,7 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<ExitCode> {
             .threads
             .unwrap_or_else(crate::infer::session::default_threads),
         compare,
+        validation: args.validation.clone(),
     };
     let out = convert::convert(rt, &input, &opts)
         .with_context(|| format!("cannot convert {}", args.input.display()))?;

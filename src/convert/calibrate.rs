@@ -21,7 +21,8 @@ pub enum RangeMethod {
     /// Smallest minimum and largest maximum over all images.
     #[default]
     MinMax,
-    /// Mean of the per-image minima and maxima (less sensitive to outliers).
+    /// Exponential moving average of the per-image minima and maxima
+    /// (factor 0.95; the first image starts it): less sensitive to outliers.
     MovingAverage,
 }
 
@@ -282,7 +283,7 @@ pub fn calibrate(
         indicatif::ProgressStyle::with_template("calibrating {bar:30} {pos}/{len} images {elapsed}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let mut sums: HashMap<i32, (f64, f64)> = HashMap::new();
+    let mut ema: HashMap<i32, (f32, f32)> = HashMap::new();
     let mut out = Ranges::default();
     for (_, img) in images {
         let (inp, outs) = exposed.run_ranges(img)?;
@@ -294,19 +295,40 @@ pub fn calibrate(
             let r = out.ranges.entry(t).or_insert((lo, hi));
             r.0 = r.0.min(lo);
             r.1 = r.1.max(hi);
-            let s = sums.entry(t).or_insert((0.0, 0.0));
-            s.0 += f64::from(lo);
-            s.1 += f64::from(hi);
+            ema.entry(t)
+                .and_modify(|e| *e = (ema_step(e.0, lo), ema_step(e.1, hi)))
+                .or_insert((lo, hi));
         }
         out.images += 1;
         bar.inc(1);
     }
     bar.finish_and_clear();
-    if method == RangeMethod::MovingAverage && out.images > 0 {
-        let n = out.images as f64;
-        for (t, (lo, hi)) in sums {
-            out.ranges.insert(t, ((lo / n) as f32, (hi / n) as f32));
-        }
+    if method == RangeMethod::MovingAverage {
+        out.ranges.extend(ema);
     }
     Ok(out)
+}
+
+/// Weight of the running value in the moving average.
+const EMA_KEEP: f32 = 0.95;
+
+fn ema_step(running: f32, new: f32) -> f32 {
+    EMA_KEEP * running + (1.0 - EMA_KEEP) * new
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moving_average_follows_new_ranges_slowly() {
+        // One outlier image moves the range by 5% of the jump only.
+        let mut hi = 6.0;
+        hi = ema_step(hi, 106.0);
+        assert!((hi - 11.0).abs() < 1e-4, "{hi}");
+        for _ in 0..200 {
+            hi = ema_step(hi, 6.0);
+        }
+        assert!((hi - 6.0).abs() < 1e-3, "{hi}");
+    }
 }

@@ -150,11 +150,13 @@ pub fn quantize(m: &mut ModelT, ranges: &Ranges, io: IoType) -> Result<Int8Summa
             continue;
         }
         let out = op.outputs.as_ref().expect("checked")[0];
-        let ins: Vec<i32> = match kinds[k] {
-            Op::CONCATENATION => op.inputs.iter().flatten().copied().collect(),
-            _ => op.inputs.iter().flatten().take(1).copied().collect(),
-        };
-        for i in ins {
+        // CONCATENATION inputs keep their own ranges: one shared range
+        // would squeeze the narrow ones (the SSD's box heads lost 12 dB), so
+        // each input whose scale differs gets a requantizing QUANTIZE.
+        if kinds[k] == Op::CONCATENATION {
+            continue;
+        }
+        for i in op.inputs.iter().flatten().take(1).copied() {
             if i >= 0 && !is_const(i) {
                 let (a, b) = (find(&mut parent, i), find(&mut parent, out));
                 if a != b {
@@ -376,6 +378,11 @@ pub fn quantize(m: &mut ModelT, ranges: &Ranges, io: IoType) -> Result<Int8Summa
                     q
                 }
             };
+            let q = if kind == Op::CONCATENATION && params[&t] != params[&out0] {
+                requantize(m, &mut new_ops, quantize_code, q, params[&out0])
+            } else {
+                q
+            };
             op.inputs.as_mut().expect("checked")[j] = q;
         }
         for &o in op.outputs.iter().flatten() {
@@ -439,6 +446,17 @@ pub fn quantize(m: &mut ModelT, ranges: &Ranges, io: IoType) -> Result<Int8Summa
     graph::put_ops(m, new_ops);
     m.subgraphs.as_mut().expect("checked")[0].outputs = Some(new_outputs);
     Ok(summary)
+}
+
+/// A copy of int8 tensor `q` rescaled to `(scale, zp)` by a QUANTIZE op.
+fn requantize(m: &mut ModelT, ops: &mut Vec<OperatorT>, code: u32, q: i32, (scale, zp): (f32, i64)) -> i32 {
+    let mut t = graph::tensors(m)[q as usize].clone();
+    t.name = Some(format!("{}_requantized", t.name.as_deref().unwrap_or("t")));
+    t.quantization = qparams(vec![scale], vec![zp], 0);
+    t.buffer = 0;
+    let r = graph::add_tensor(m, t);
+    ops.push(graph::simple_op(code, q, r, BuiltinOptionsT::NONE));
+    r
 }
 
 /// Channels whose weights are all below 1e-5 in magnitude.

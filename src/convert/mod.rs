@@ -88,6 +88,9 @@ pub struct ConvertOptions {
     pub threads: usize,
     /// Compare against the input model on the images (needs them).
     pub compare: bool,
+    /// Held-out JPEG/PNG directory: compare on these instead of the
+    /// calibration images (all of them, not `samples`).
+    pub validation: Option<PathBuf>,
 }
 
 /// A converted model and its report.
@@ -140,7 +143,8 @@ pub fn convert(
         }
     }
     let reference = m.clone();
-    let need_images = opts.mode == Mode::Int8 || (opts.compare && opts.calibration.is_some());
+    let need_images =
+        opts.mode == Mode::Int8 || (opts.compare && opts.validation.is_none() && opts.calibration.is_some());
     let images = match (&opts.calibration, need_images) {
         (Some(dir), true) => Some(calibrate::load_images(dir, opts.samples)?),
         (None, true) => {
@@ -199,7 +203,24 @@ pub fn convert(
             compared_tensors = s.int8_tensors;
         }
     }
-    if let (Some(imgs), true) = (&images, opts.compare) {
+    let held_out = match (&opts.validation, opts.compare) {
+        (Some(dir), true) => Some(calibrate::load_images(dir, usize::MAX)?),
+        _ => None,
+    };
+    if let Some(v) = &held_out {
+        report
+            .skipped_images
+            .extend(v.skipped.iter().map(|(p, e)| format!("{}: {e}", p.display())));
+    }
+    let compared = held_out.as_ref().or(images.as_ref());
+    if let (Some(imgs), true) = (compared, opts.compare) {
+        report.compared_on = if held_out.is_some() {
+            "validation"
+        } else {
+            "calibration"
+        }
+        .into();
+        report.compared_images = imgs.images.len();
         let rt = runtime()?;
         let (outs, tensors) =
             report::compare(rt, &reference, &m, &compared_tensors, &imgs.images, opts.threads)?;

@@ -1,5 +1,5 @@
 //! `--report`: what the conversion changed and how close the result is to
-//! the input model on the calibration images (SQNR and cosine similarity
+//! the input model on the calibration (or held-out validation) images (SQNR and cosine similarity
 //! per output and per quantized tensor, as ai-edge-quantizer validates),
 //! plus, for detection models, how well the detections agree.
 
@@ -88,6 +88,9 @@ pub struct Report {
     pub notes: Vec<String>,
     pub calibration_images: usize,
     pub skipped_images: Vec<String>,
+    /// Which images the comparison ran on: "calibration" or "validation".
+    pub compared_on: String,
+    pub compared_images: usize,
     pub outputs: Vec<Quality>,
     pub tensors: Vec<Quality>,
     pub detections: Option<Agreement>,
@@ -103,12 +106,31 @@ pub fn compare(
     images: &[(PathBuf, RgbImage)],
     threads: usize,
 ) -> Result<(Vec<Quality>, Vec<Quality>), ConvertError> {
-    let mut a = Exposed::new(rt, reference, tensors, threads)?;
-    let mut b = Exposed::new(rt, test, tensors, threads)?;
-    let n_out = reference
-        .subgraphs
-        .as_ref()
-        .map_or(0, |s| s[0].outputs.as_ref().map_or(0, Vec::len));
+    let outputs = |m: &ModelT| -> Vec<i32> {
+        m.subgraphs
+            .as_ref()
+            .and_then(|s| s.first())
+            .and_then(|s| s.outputs.clone())
+            .unwrap_or_default()
+    };
+    let (ref_outs, test_outs) = (outputs(reference), outputs(test));
+    // A tensor that is an output of either model is already compared as
+    // one; appending it to one model only would misalign the pairs.
+    let extra: Vec<i32> = tensors
+        .iter()
+        .copied()
+        .filter(|t| !ref_outs.contains(t) && !test_outs.contains(t))
+        .collect();
+    let mut a = Exposed::new(rt, reference, &extra, threads)?;
+    let mut b = Exposed::new(rt, test, &extra, threads)?;
+    let n_out = ref_outs.len();
+    if a.tensors.len() != b.tensors.len() || test_outs.len() != n_out {
+        return Err(ConvertError::Unsupported(format!(
+            "the converted model has {} outputs, the input {}",
+            test_outs.len(),
+            n_out
+        )));
+    }
     let mut accs = vec![Acc::default(); a.tensors.len()];
     for (_, img) in images {
         let (_, ra) = a.run(img)?;
@@ -217,6 +239,12 @@ pub fn summary(r: &Report) -> String {
     }
     for n in &r.notes {
         s += &format!("{n}\n");
+    }
+    if r.compared_images > 0 {
+        s += &format!(
+            "compared with the input model on {} {} images\n",
+            r.compared_images, r.compared_on
+        );
     }
     for q in &r.outputs {
         s += &format!(

@@ -20,6 +20,17 @@ pub fn asset(rel: &str) -> PathBuf {
     p
 }
 
+/// The held-out photos (`scripts/setup --heldout`); fails when absent.
+pub fn heldout_dir() -> PathBuf {
+    let p = root().join("tests/photos/heldout");
+    assert!(
+        p.is_dir(),
+        "{} is missing: run scripts/setup --heldout",
+        p.display()
+    );
+    p
+}
+
 pub fn photo(name: &str) -> PathBuf {
     asset(&format!("tests/photos/{name}"))
 }
