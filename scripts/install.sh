@@ -72,7 +72,7 @@ DOCDIR="$PREFIX/share/doc/edgevision"
 CONFDIR=/etc/edgevision
 UNITDIR=/etc/systemd/system
 USER_NAME=edgevision
-MODELS=(ssd_mobilenet_v2_coco_quant.tflite coco_labels.txt ssd_mobilenet_v2_oidv4_fp16.tflite oidv4_labels.txt README.md)
+MODELS=(ssd_mobilenet_v2_coco_int8.tflite ssd_mobilenet_v2_coco_quant.tflite coco_labels.txt ssd_mobilenet_v2_oidv4_fp16.tflite oidv4_labels.txt README.md)
 
 # Only a real install (no DESTDIR) touches users and the running systemd.
 LIVE=0

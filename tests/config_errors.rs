@@ -109,13 +109,13 @@ fn unreadable_file_says_so() {
 fn demo_config_is_ok() {
     let file = Path::new("config/demo.toml");
     for asset in [
-        "models/ssd_mobilenet_v2_coco_quant.tflite",
+        "models/ssd_mobilenet_v2_coco_int8.tflite",
         "models/coco_labels.txt",
         "tests/photos",
     ] {
         assert!(
             root().join(asset).exists(),
-            "{asset} is missing: run scripts/setup first"
+            "{asset} is missing: run scripts/setup and scripts/make-models first"
         );
     }
     let out = check_config(file);
@@ -124,6 +124,6 @@ fn demo_config_is_ok() {
     assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.starts_with("config/demo.toml: ok ("), "{stdout}");
     assert!(stdout.contains("images:tests/photos"), "{stdout}");
-    assert!(stdout.contains("ssd_mobilenet_v2_coco_quant.tflite"), "{stdout}");
+    assert!(stdout.contains("ssd_mobilenet_v2_coco_int8.tflite"), "{stdout}");
     assert!(stdout.contains("127.0.0.1:8080"), "{stdout}");
 }

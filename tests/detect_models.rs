@@ -46,6 +46,36 @@ fn coco_quant_finds_the_expected_objects() {
     assert_eq!(dog_det.class_id, 17);
 }
 
+/// The default model (Coral's file -> float32 -> int8 by `edgevision
+/// convert`, scripts/make-models) finds what Coral's file finds, on the
+/// test photos and on the 20 held-out ones it was not calibrated on.
+#[test]
+fn default_int8_model_detects_like_the_coral_file() {
+    let mut coral = detector(common::coco_model(), common::coco_labels(), 0.5);
+    let mut ours = detector(common::coco_int8_model(), common::coco_labels(), 0.5);
+    assert_eq!(ours.decoder_kind(), DecoderKind::Postprocess);
+    let mut photos: Vec<std::path::PathBuf> = std::fs::read_dir(common::root().join("tests/photos"))
+        .unwrap()
+        .chain(std::fs::read_dir(common::heldout_dir()).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    photos.sort();
+    assert!(photos.len() >= 31, "{} photos", photos.len());
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for p in &photos {
+        let img = image::open(p).unwrap().to_rgb8();
+        a.push(coral.detect_image(&img).unwrap().0);
+        b.push(ours.detect_image(&img).unwrap().0);
+    }
+    let all = edgevision::convert::report::agreement(&a, &b);
+    // Measured: every Coral detection found (38/38); 4 extra ones score
+    // exactly 0.50, a quantization level of the uint8 scores.
+    assert!(all.recall >= 0.95 && all.f1 >= 0.9, "{all:?}");
+    let dog = &b[photos.iter().position(|p| p.ends_with("dog.jpg")).unwrap()];
+    assert!(labels(dog).contains(&"dog"), "{dog:?}");
+}
+
 /// Boxes agree with LiteRT's own Python interpreter (reference written by
 /// scripts/make-reference.py) to IoU >= 0.8, for every reference detection
 /// scoring 0.5 or more.

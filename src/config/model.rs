@@ -11,7 +11,7 @@ use crate::infer::DecoderKind;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// The `.tflite` model. Default `models/ssd_mobilenet_v2_coco_quant.tflite`.
+    /// The `.tflite` model. Default `models/ssd_mobilenet_v2_coco_int8.tflite`.
     pub path: PathBuf,
     /// Label file: `id name` lines or one name a line. `""` = no labels
     /// (class numbers are shown). Default `models/coco_labels.txt`.
@@ -44,7 +44,7 @@ pub struct ModelConfig {
 impl Default for ModelConfig {
     fn default() -> Self {
         Self {
-            path: PathBuf::from("models/ssd_mobilenet_v2_coco_quant.tflite"),
+            path: PathBuf::from("models/ssd_mobilenet_v2_coco_int8.tflite"),
             labels: Some(PathBuf::from("models/coco_labels.txt")),
             threads: 0,
             workers: 1,

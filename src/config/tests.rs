@@ -42,7 +42,7 @@ pan = false
 seconds_per_image = 3.0
 
 [model]
-path = "models/ssd_mobilenet_v2_coco_quant.tflite"
+path = "models/ssd_mobilenet_v2_coco_int8.tflite"
 labels = "models/coco_labels.txt"
 threads = 0
 workers = 1
@@ -106,7 +106,7 @@ fn config_defaults_round_trip() {
     assert_eq!(d.http.listen_addr().unwrap().to_string(), "127.0.0.1:8080");
 
     let s = d.detector_settings();
-    assert_eq!(s.model, Path::new("models/ssd_mobilenet_v2_coco_quant.tflite"));
+    assert_eq!(s.model, Path::new("models/ssd_mobilenet_v2_coco_int8.tflite"));
     assert_eq!(s.labels.as_deref(), Some(Path::new("models/coco_labels.txt")));
     assert_eq!(s.session.threads, crate::infer::session::default_threads());
     assert!(s.session.xnnpack);
@@ -187,7 +187,7 @@ fn config_example_files_parse_and_validate() {
     assert_eq!(demo.http.listen, "127.0.0.1:8080");
     assert_eq!(
         demo.model.path,
-        Path::new("models/ssd_mobilenet_v2_coco_quant.tflite")
+        Path::new("models/ssd_mobilenet_v2_coco_int8.tflite")
     );
     assert_eq!(
         demo.model.labels.as_deref(),

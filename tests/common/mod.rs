@@ -39,6 +39,13 @@ pub fn coco_model() -> PathBuf {
     asset("models/ssd_mobilenet_v2_coco_quant.tflite")
 }
 
+/// The default model, made by `scripts/make-models` with `edgevision convert`.
+pub fn coco_int8_model() -> PathBuf {
+    let p = root().join("models/ssd_mobilenet_v2_coco_int8.tflite");
+    assert!(p.is_file(), "{} is missing: run scripts/make-models", p.display());
+    p
+}
+
 pub fn coco_labels() -> PathBuf {
     asset("models/coco_labels.txt")
 }
