@@ -1,7 +1,8 @@
 //! `edgevision bench-model`: per-invoke time through edgevision's engine
 //! (pre-process, run, decode, label, filter) against the runtime alone
 //! (run only, on the same input), interleaved in one run so that the noise
-//! of a shared machine hits both alike.
+//! of a shared machine hits both alike. `--against` adds other models to
+//! the same loop (runtime only), for same-run speed ratios between models.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +35,10 @@ pub struct BenchModelArgs {
     /// Minimum score, as `detect --threshold`.
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f32,
+    /// Other models timed in the same loop (runtime only, same image),
+    /// reported with their time relative to `--model`. Repeatable.
+    #[arg(long, value_name = "MODEL")]
+    pub against: Vec<PathBuf>,
     /// Print JSON (the only format; kept for symmetry with `bench`).
     #[arg(long)]
     pub json: bool,
@@ -76,6 +81,20 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
         det.run_only()?;
     }
     det.load_input(frame.as_raw(), w, h)?;
+    let mut others = Vec::with_capacity(args.against.len());
+    for path in &args.against {
+        // Defaults for everything model-specific (decoder, normalisation).
+        let mut s = crate::infer::DetectorSettings::new(path.clone());
+        s.session = settings.session.clone();
+        let mut d = Detector::new(rt, &s).with_context(|| format!("--against {}", path.display()))?;
+        let (ow, oh) = d.input_size();
+        let f = image::imageops::resize(&img, ow, oh, image::imageops::FilterType::Triangle);
+        d.load_input(f.as_raw(), ow, oh)?;
+        for _ in 0..args.warmup {
+            d.run_only()?;
+        }
+        others.push((path, d, Vec::with_capacity(args.iterations)));
+    }
     let n = args.iterations;
     let (mut runtime, mut engine) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut pre, mut infer, mut post) = (
@@ -93,6 +112,11 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
         pre.push(timings.preprocess);
         infer.push(timings.infer);
         post.push(timings.decode);
+        for (_, d, times) in &mut others {
+            let t = Instant::now();
+            d.run_only()?;
+            times.push(t.elapsed());
+        }
     }
     let (rt50, rt90) = stats(&mut runtime);
     let (en50, en90) = stats(&mut engine);
@@ -100,6 +124,17 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
     let (inf50, _) = stats(&mut infer);
     let (post50, _) = stats(&mut post);
     let overhead = en50 - rt50;
+    let against: Vec<serde_json::Value> = others
+        .iter_mut()
+        .map(|(path, _, times)| {
+            let (p50, p90) = stats(times);
+            json!({
+                "model": path.display().to_string(),
+                "runtime_only_ms": {"p50": p50, "p90": p90},
+                "time_vs_model": p50 / rt50,
+            })
+        })
+        .collect();
     let report = json!({
         "model": args.model.model.display().to_string(),
         "runtime_library": rt.path().display().to_string(),
@@ -116,6 +151,7 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
         "overhead_pct": overhead / rt50 * 100.0,
         "pre_post_ms": pre50 + post50,
         "pre_post_pct": (pre50 + post50) / inf50 * 100.0,
+        "against": against,
     });
     println!("{report}");
     Ok(ExitCode::SUCCESS)
