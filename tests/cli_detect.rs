@@ -293,7 +293,10 @@ fn bench_model_prints_json_with_both_timings() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let v: Value = serde_json::from_str(out.stdout.trim()).expect("JSON");
     let other = &v["against"][0];
-    assert!(other["model"].as_str().unwrap().ends_with("oidv4_fp16.tflite"), "{v}");
+    assert!(
+        other["model"].as_str().unwrap().ends_with("oidv4_fp16.tflite"),
+        "{v}"
+    );
     assert!(other["runtime_only_ms"]["p50"].as_f64().unwrap() > 0.0, "{v}");
     assert!(other["time_vs_model"].as_f64().unwrap() > 0.0, "{v}");
     assert!(v["runtime_only_ms"]["p50"].as_f64().unwrap() > 0.0);

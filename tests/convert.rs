@@ -217,9 +217,10 @@ fn float16_and_dynamic_outputs_stay_close_to_float() {
 fn tiny_classifier_int8_with_every_io_type_keeps_its_answers() {
     let float = TempFile::new("float.tflite", &build_colour_classifier(Variant::FloatSoftmax));
     let labels = tiny_models::labels_file(&tiny_models::CLASSES);
-    let top = |model: &Path| -> Vec<String> {
+    let top_with = |model: &Path, xnnpack: bool| -> Vec<String> {
         let mut s = DetectorSettings::new(model);
         s.labels = Some(labels.path().to_path_buf());
+        s.session.xnnpack = xnnpack;
         let mut det = Detector::new(common::runtime(), &s).unwrap();
         PHOTOS
             .iter()
@@ -229,6 +230,7 @@ fn tiny_classifier_int8_with_every_io_type_keeps_its_answers() {
             })
             .collect()
     };
+    let top = |model: &Path| top_with(model, true);
     let want = top(float.path());
     for io in [IoType::Float, IoType::Int8, IoType::Uint8] {
         let mut o = opts(Mode::Int8);
@@ -237,10 +239,28 @@ fn tiny_classifier_int8_with_every_io_type_keeps_its_answers() {
         let c = convert_file(float.path(), &o).unwrap();
         let m = write(&c, "tiny_int8.tflite");
         assert_eq!(top(m.path()), want, "{io:?}");
+        // LiteRT's builtin kernels agree (per-channel FULLY_CONNECTED too).
+        assert_eq!(top_with(m.path(), false), want, "{io:?} without XNNPACK");
         let r = &c.report;
         assert_eq!(r.ops_quantized.len(), 3, "{:?}", r.ops_quantized);
         assert!(r.outputs[0].sqnr_db > 20.0, "{io:?}: {:?}", r.outputs);
         let info = edgevision::tflite::read_model(&c.bytes).unwrap();
+        // FULLY_CONNECTED weights [4 classes, 3]: one scale per class.
+        let fc_weights = info
+            .tensors
+            .iter()
+            .filter(|t| t.dtype == edgevision::tflite::TensorType::Int8 && t.shape == [4, 3])
+            .collect::<Vec<_>>();
+        assert_eq!(fc_weights.len(), 1, "{io:?}");
+        assert_eq!(fc_weights[0].scale.len(), 4, "{io:?}: per-channel weights");
+        // FULLY_CONNECTED weights [4 classes, 3]: one scale per class.
+        let fc_weights = info
+            .tensors
+            .iter()
+            .filter(|t| t.dtype == edgevision::tflite::TensorType::Int8 && t.shape == [4, 3])
+            .collect::<Vec<_>>();
+        assert_eq!(fc_weights.len(), 1, "{io:?}");
+        assert_eq!(fc_weights[0].scale.len(), 4, "{io:?}: per-channel weights");
         let out = &info.tensors[info.outputs[0]];
         let (scale, zp) = (out.scale.first().copied(), out.zero_point.first().copied());
         use edgevision::tflite::TensorType as T;

@@ -284,8 +284,10 @@ pub fn quantize(m: &mut ModelT, ranges: &Ranges, io: IoType) -> Result<Int8Summa
                 let values = graph::const_f32(m, &src).expect("checked in step 1");
                 let shape: Vec<usize> = src.shape.iter().flatten().map(|d| (*d).max(0) as usize).collect();
                 let (ty, data, q) = if is_weighted(kind) && j == 1 {
+                    // Output channels: dim 0 of CONV_2D [O,H,W,I] and
+                    // FULLY_CONNECTED [O,I] weights, dim 3 of depthwise [1,H,W,O].
                     let dim = match kind {
-                        Op::CONV_2D => Some(0),
+                        Op::CONV_2D | Op::FULLY_CONNECTED => Some(0),
                         Op::DEPTHWISE_CONV_2D => Some(3),
                         _ => None,
                     };
