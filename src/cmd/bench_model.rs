@@ -85,7 +85,7 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
     for path in &args.against {
         // Defaults for everything model-specific (decoder, normalisation).
         let mut s = crate::infer::DetectorSettings::new(path.clone());
-        s.session = settings.session.clone();
+        s.session = settings.session;
         let mut d = Detector::new(rt, &s).with_context(|| format!("--against {}", path.display()))?;
         let (ow, oh) = d.input_size();
         let f = image::imageops::resize(&img, ow, oh, image::imageops::FilterType::Triangle);
