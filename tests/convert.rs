@@ -40,6 +40,7 @@ fn opts(mode: Mode) -> ConvertOptions {
         threads: 2,
         compare: false,
         validation: None,
+        bias_correction: true,
     }
 }
 

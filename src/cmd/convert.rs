@@ -31,6 +31,10 @@ pub struct ConvertArgs {
     /// How per-image activation ranges combine.
     #[arg(long, value_enum, default_value = "min-max")]
     pub range: RangeMethod,
+    /// int8: leave the biases as they are (by default each absorbs the mean
+    /// output error of its rounded weights on the calibration images).
+    #[arg(long)]
+    pub no_bias_correction: bool,
     /// Held-out JPEG/PNG directory to compare on instead of the calibration
     /// images (with --report).
     #[arg(long, value_name = "DIR")]
@@ -76,6 +80,7 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(crate::infer::session::default_threads),
         compare,
         validation: args.validation.clone(),
+        bias_correction: !args.no_bias_correction,
     };
     let out = convert::convert(rt, &input, &opts)
         .with_context(|| format!("cannot convert {}", args.input.display()))?;

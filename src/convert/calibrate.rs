@@ -154,14 +154,22 @@ impl Exposed {
         })
     }
 
-    /// Runs one image; returns the range of the model input and of each output.
-    pub fn run_ranges(&mut self, img: &RgbImage) -> Result<(Range, Vec<Range>), ConvertError> {
+    /// Runs one image; returns the range of the model input and of each
+    /// output. `input_sums`, if given, gets the input's per-channel sums.
+    pub fn run_ranges(
+        &mut self,
+        img: &RgbImage,
+        input_sums: Option<&mut [f64]>,
+    ) -> Result<(Range, Vec<Range>), ConvertError> {
         let pre = &mut self.pre;
         let spec = self.session.model().inputs()[0].clone();
         let input = self
             .session
             .write_input(0, |dst| -> Result<(f32, f32), ConvertError> {
                 pre.run(img.as_raw(), img.width(), img.height(), dst)?;
+                if let (Some(sums), DType::F32) = (input_sums, spec.dtype) {
+                    add_channel_sums(dst, sums);
+                }
                 Ok(min_max_bytes(dst, spec.dtype, spec.quantization()))
             })??;
         self.session.run()?;
@@ -253,7 +261,44 @@ pub fn to_f32(b: &[u8], dtype: DType, q: Option<(f32, i64)>) -> Vec<f32> {
 #[derive(Debug, Clone, Default)]
 pub struct Ranges {
     pub ranges: HashMap<i32, (f32, f32)>,
+    /// Mean of each channel (last dimension) of the weighted ops' inputs,
+    /// for bias correction.
+    pub channel_means: HashMap<i32, Vec<f32>>,
     pub images: usize,
+}
+
+/// Adds each channel's (last dimension's) values of float32 `bytes` to `sums`.
+fn add_channel_sums(bytes: &[u8], sums: &mut [f64]) {
+    let c = sums.len().max(1);
+    for (k, v) in bytes.chunks_exact(4).enumerate() {
+        sums[k % c] += f64::from(f32::from_ne_bytes([v[0], v[1], v[2], v[3]]));
+    }
+}
+
+/// Float activations feeding CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED,
+/// with their channel count.
+fn weighted_inputs(m: &ModelT) -> HashMap<i32, usize> {
+    use crate::tflite::schema::BuiltinOperator as Op;
+    let ts = graph::tensors(m);
+    let mut out = HashMap::new();
+    for op in graph::ops(m) {
+        let weighted = matches!(
+            graph::op_of(m, op),
+            Some(Op::CONV_2D | Op::DEPTHWISE_CONV_2D | Op::FULLY_CONNECTED)
+        );
+        let Some(&t) = op.inputs.as_ref().and_then(|v| v.first()) else {
+            continue;
+        };
+        if !weighted || t < 0 || graph::is_const(m, &ts[t as usize]) {
+            continue;
+        }
+        let tensor = &ts[t as usize];
+        let c = tensor.shape.as_ref().and_then(|s| s.last()).copied().unwrap_or(0);
+        if tensor.type_ == TensorType::FLOAT32 && c > 0 {
+            out.insert(t, c as usize);
+        }
+    }
+    out
 }
 
 fn min_max(v: &[f32]) -> (f32, f32) {
@@ -285,8 +330,24 @@ pub fn calibrate(
     );
     let mut ema: HashMap<i32, (f32, f32)> = HashMap::new();
     let mut out = Ranges::default();
+    let wanted = weighted_inputs(m);
+    let mut sums: HashMap<i32, Vec<f64>> = wanted.iter().map(|(t, c)| (*t, vec![0.0; *c])).collect();
+    let mut elements: HashMap<i32, usize> = HashMap::new();
     for (_, img) in images {
-        let (inp, outs) = exposed.run_ranges(img)?;
+        let (inp, outs) = exposed.run_ranges(img, sums.get_mut(&input).map(Vec::as_mut_slice))?;
+        for (k, &t) in exposed.tensors.iter().enumerate() {
+            if let Some(s) = sums.get_mut(&t) {
+                let n = exposed.session.read_output(k, |b| {
+                    add_channel_sums(b, s);
+                    b.len() / 4
+                })?;
+                *elements.entry(t).or_insert(0) += n;
+            }
+        }
+        if sums.contains_key(&input) {
+            let n = graph::num_elements(&graph::tensors(m)[input as usize]);
+            *elements.entry(input).or_insert(0) += n;
+        }
         let per = std::iter::once((input, inp)).chain(exposed.tensors.iter().copied().zip(outs));
         for (t, (lo, hi)) in per {
             if !lo.is_finite() || !hi.is_finite() {
@@ -305,6 +366,13 @@ pub fn calibrate(
     bar.finish_and_clear();
     if method == RangeMethod::MovingAverage {
         out.ranges.extend(ema);
+    }
+    for (t, s) in sums {
+        let per_channel = elements.get(&t).copied().unwrap_or(0) / s.len().max(1);
+        if per_channel > 0 {
+            let means = s.iter().map(|v| (v / per_channel as f64) as f32).collect();
+            out.channel_means.insert(t, means);
+        }
     }
     Ok(out)
 }

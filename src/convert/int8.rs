@@ -23,6 +23,8 @@ pub struct Int8Summary {
     pub dead_channels: usize,
     /// Tensors of subgraph 0 that became int8 (for the report).
     pub int8_tensors: Vec<i32>,
+    /// Weighted ops whose bias absorbed the mean error of their int8 weights.
+    pub bias_corrected: usize,
 }
 
 /// int8 kernel version of each supported op; `None`: not quantizable here.
@@ -99,7 +101,16 @@ fn qparams(scale: Vec<f32>, zp: Vec<i64>, dim: i32) -> Option<Box<QuantizationPa
 }
 
 /// Quantizes subgraph 0 of a float model with the calibrated `ranges`.
-pub fn quantize(m: &mut ModelT, ranges: &Ranges, io: IoType) -> Result<Int8Summary, ConvertError> {
+/// With `bias_correction`, each weighted op's float bias first absorbs the
+/// mean output error its rounded weights cause on the calibration data:
+/// sum over the kernel of (dequantized w - w) x the mean of the input
+/// channel it multiplies (Nagel et al., "Data-Free Quantization", 2019).
+pub fn quantize(
+    m: &mut ModelT,
+    ranges: &Ranges,
+    io: IoType,
+    bias_correction: bool,
+) -> Result<Int8Summary, ConvertError> {
     let mut summary = Int8Summary::default();
     let ops: Vec<OperatorT> = graph::ops(m).to_vec();
     let ts = graph::tensors(m).to_vec();
@@ -271,6 +282,8 @@ pub fn quantize(m: &mut ModelT, ranges: &Ranges, io: IoType) -> Result<Int8Summa
         let out0 = op.outputs.as_ref().expect("checked")[0];
         let n_in = op.inputs.as_ref().map_or(0, Vec::len);
         let mut w_scales: Vec<f32> = Vec::new();
+        let mut bias_shift: Option<Vec<f32>> = None;
+        let input0 = op.inputs.as_ref().and_then(|v| v.first()).copied().unwrap_or(-1);
         for j in 0..n_in {
             let t = op.inputs.as_ref().expect("checked")[j];
             if t < 0 {
@@ -312,6 +325,11 @@ pub fn quantize(m: &mut ModelT, ranges: &Ranges, io: IoType) -> Result<Int8Summa
                     }
                     let (qv, scales) = quant::symmetric(&values, &shape, dim, Some(&floor));
                     summary.dead_channels += count_dead(&values, &shape, dim);
+                    if let (true, Some(means), Some(d)) =
+                        (bias_correction, ranges.channel_means.get(&input0), dim)
+                    {
+                        bias_shift = weight_error_shift(&values, &qv, &scales, &shape, d, kind, means);
+                    }
                     w_scales = scales.clone();
                     let n = scales.len();
                     (
@@ -320,6 +338,11 @@ pub fn quantize(m: &mut ModelT, ranges: &Ranges, io: IoType) -> Result<Int8Summa
                         qparams(scales, vec![0; n], dim.unwrap_or(0) as i32),
                     )
                 } else if is_weighted(kind) && j == 2 {
+                    let mut values = values;
+                    if let Some(shift) = bias_shift.as_ref().filter(|s| s.len() == values.len()) {
+                        values.iter_mut().zip(shift).for_each(|(b, e)| *b -= e);
+                        summary.bias_corrected += 1;
+                    }
                     let scales: Vec<f32> = w_scales.iter().map(|w| w * in_scale).collect();
                     let per = if scales.len() == 1 {
                         vec![scales[0]; values.len()]
@@ -450,6 +473,40 @@ pub fn quantize(m: &mut ModelT, ranges: &Ranges, io: IoType) -> Result<Int8Summa
     Ok(summary)
 }
 
+/// Per output channel, the mean error that rounding the weights adds to
+/// the output: sum of (q x scale - w) x the mean of the input channel each
+/// weight multiplies. `None` when the shapes do not fit the op's layout.
+fn weight_error_shift(
+    w: &[f32],
+    q: &[i8],
+    scales: &[f32],
+    shape: &[usize],
+    dim: usize,
+    kind: Op,
+    means: &[f32],
+) -> Option<Vec<f32>> {
+    let channels = *shape.get(dim)?;
+    let inner: usize = shape[dim + 1..].iter().product::<usize>().max(1);
+    if scales.len() != channels || w.len() != q.len() || means.is_empty() {
+        return None;
+    }
+    let mut shift = vec![0f32; channels];
+    for (k, (wv, qv)) in w.iter().zip(q).enumerate() {
+        let o = (k / inner) % channels;
+        let err = f32::from(*qv) * scales[o] - wv;
+        // The input channel this weight multiplies.
+        let i = match kind {
+            // [O, H, W, I] and [O, I]: the innermost index.
+            Op::CONV_2D | Op::FULLY_CONNECTED => k % *shape.last()?,
+            // [1, H, W, I x multiplier]: output o reads input o / multiplier.
+            Op::DEPTHWISE_CONV_2D => o / (channels / means.len()).max(1),
+            _ => return None,
+        };
+        shift[o] += err * means.get(i)?;
+    }
+    Some(shift)
+}
+
 /// A copy of int8 tensor `q` rescaled to `(scale, zp)` by a QUANTIZE op.
 fn requantize(m: &mut ModelT, ops: &mut Vec<OperatorT>, code: u32, q: i32, (scale, zp): (f32, i64)) -> i32 {
     let mut t = graph::tensors(m)[q as usize].clone();
@@ -474,4 +531,35 @@ fn count_dead(values: &[f32], shape: &[usize], dim: Option<usize>) -> usize {
         }
     }
     live.iter().filter(|l| !**l).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_error_shift_weights_each_input_channel_by_its_mean() {
+        // CONV_2D [O=2, 1, 1, I=2]; scale 0.1 so q x 0.1 - w is the error.
+        let w = [0.12, 0.0, -0.31, 0.2];
+        let q = [1, 0, -3, 2];
+        let means = [10.0, -1.0];
+        let s = weight_error_shift(&w, &q, &[0.1, 0.1], &[2, 1, 1, 2], 0, Op::CONV_2D, &means).unwrap();
+        // o0: (0.1 - 0.12) x 10 + 0 x -1 = -0.2; o1: (-0.3 + 0.31) x 10 + 0 = 0.1.
+        assert!((s[0] + 0.2).abs() < 1e-5 && (s[1] - 0.1).abs() < 1e-5, "{s:?}");
+        // DEPTHWISE [1, 1, 2, O=2], multiplier 2 over one input channel.
+        let s = weight_error_shift(
+            &w,
+            &q,
+            &[0.1, 0.1],
+            &[1, 1, 2, 2],
+            3,
+            Op::DEPTHWISE_CONV_2D,
+            &[10.0],
+        )
+        .unwrap();
+        // o0 gets w[0], w[2]; o1 gets w[1], w[3]; all read input 0 (mean 10).
+        assert!((s[0] - (-0.2 + 0.1)).abs() < 1e-5 && s[1].abs() < 1e-5, "{s:?}");
+        // A mean vector that does not fit the layout is no correction.
+        assert!(weight_error_shift(&w, &q, &[0.1], &[2, 1, 1, 2], 0, Op::CONV_2D, &means).is_none());
+    }
 }

@@ -88,6 +88,8 @@ pub struct ConvertOptions {
     pub threads: usize,
     /// Compare against the input model on the images (needs them).
     pub compare: bool,
+    /// Fold the mean output error of int8 weights into the biases (int8).
+    pub bias_correction: bool,
     /// Held-out JPEG/PNG directory: compare on these instead of the
     /// calibration images (all of them, not `samples`).
     pub validation: Option<PathBuf>,
@@ -191,13 +193,19 @@ pub fn convert(
             }
             let imgs = &images.as_ref().expect("loaded above").images;
             let ranges = calibrate::calibrate(runtime()?, &m, imgs, opts.range, opts.threads)?;
-            let s = int8::quantize(&mut m, &ranges, opts.io_type)?;
+            let s = int8::quantize(&mut m, &ranges, opts.io_type, opts.bias_correction)?;
             report.ops_quantized = s.quantized;
             report.ops_kept_float = s.kept_float;
             if s.dead_channels > 0 {
                 report.notes.push(format!(
                     "{} dead weight channels (all |w| < 1e-5) got scales that keep their bias exact",
                     s.dead_channels
+                ));
+            }
+            if s.bias_corrected > 0 {
+                report.notes.push(format!(
+                    "bias correction: {} weighted ops absorbed their weights' mean rounding error",
+                    s.bias_corrected
                 ));
             }
             compared_tensors = s.int8_tensors;
