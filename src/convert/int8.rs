@@ -25,6 +25,8 @@ pub struct Int8Summary {
     pub int8_tensors: Vec<i32>,
     /// Weighted ops whose bias absorbed the mean error of their int8 weights.
     pub bias_corrected: usize,
+    /// Data-movement ops left float because only float consumers read them.
+    pub float_boundary: usize,
 }
 
 /// int8 kernel version of each supported op; `None`: not quantizable here.
@@ -146,10 +148,44 @@ pub fn quantize(
                     .and_then(|v| v.get(1))
                     .is_some_and(|w| *w >= 0 && is_const(*w) && float(*w)));
         quantized[k] = ok;
+    }
+    // Data-movement ops (CONCATENATION, RESHAPE, SQUEEZE) whose results only
+    // reach float consumers (a float op, or a model output with
+    // `--io-type float`) stay float: each input then crosses into float at
+    // its own scale. Quantized, the SSD's concatenated heads would share the
+    // widest head's scale (box encodings: 0.34 instead of 0.02-0.03).
+    let consumers = graph::consumers(m);
+    let mut boundary = vec![false; ops.len()];
+    loop {
+        let mut changed = false;
+        for k in (0..ops.len()).rev() {
+            if !quantized[k] || !matches!(kinds[k], Op::CONCATENATION | Op::RESHAPE | Op::SQUEEZE) {
+                continue;
+            }
+            let float_only = ops[k].outputs.iter().flatten().all(|o| {
+                let readers = consumers.get(o).map_or(&[][..], Vec::as_slice);
+                let is_output = outputs.contains(o);
+                (is_output || !readers.is_empty())
+                    && (!is_output || io == IoType::Float)
+                    && readers.iter().all(|c| !quantized[*c])
+            });
+            if float_only {
+                quantized[k] = false;
+                boundary[k] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for (k, op) in ops.iter().enumerate() {
         let name = graph::op_name(m, op);
-        if ok {
+        if quantized[k] {
             *summary.quantized.entry(name).or_insert(0) += 1;
-        } else if !matches!(kind, Op::QUANTIZE | Op::DEQUANTIZE) {
+        } else if boundary[k] {
+            summary.float_boundary += 1;
+        } else if !matches!(kinds[k], Op::QUANTIZE | Op::DEQUANTIZE) {
             *summary.kept_float.entry(name).or_insert(0) += 1;
         }
     }

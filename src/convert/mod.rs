@@ -202,6 +202,12 @@ pub fn convert(
                     s.dead_channels
                 ));
             }
+            if s.float_boundary > 0 {
+                report.notes.push(format!(
+                    "{} data-movement ops (CONCATENATION, RESHAPE, SQUEEZE) that only float consumers read stay float, so each input keeps its own scale",
+                    s.float_boundary
+                ));
+            }
             if s.bias_corrected > 0 {
                 report.notes.push(format!(
                     "bias correction: {} weighted ops absorbed their weights' mean rounding error",
