@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::daemon::{get, start, wait_for};
+use common::daemon::{get, next_part, open_stream, start, wait_for};
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -24,40 +24,12 @@ fn metrics(addr: &str) -> String {
     String::from_utf8(get(addr, "/metrics").1).unwrap()
 }
 
-/// Reads `n` JPEG parts from /stream.mjpg (reqwest undoes the chunked
-/// transfer encoding; the multipart framing is parsed here).
+/// Reads `n` JPEG parts from /stream.mjpg.
 fn stream_frames(addr: &str, n: usize) -> Vec<Vec<u8>> {
-    let resp = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-        .get(format!("http://{addr}/stream.mjpg"))
-        .send()
-        .expect("stream request");
-    assert_eq!(resp.status().as_u16(), 200);
-    let ctype = resp.headers()["content-type"].to_str().unwrap().to_string();
-    assert!(ctype.starts_with("multipart/x-mixed-replace"), "{ctype}");
-    let mut r = BufReader::new(resp);
-    let mut frames = Vec::new();
-    while frames.len() < n {
-        let mut line = Vec::new();
-        r.read_until(b'\n', &mut line).unwrap();
-        let lower = String::from_utf8_lossy(&line).to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            let len: usize = v.trim().parse().unwrap();
-            loop {
-                let mut l = Vec::new();
-                r.read_until(b'\n', &mut l).unwrap();
-                if l == b"\r\n" {
-                    break;
-                }
-            }
-            let mut buf = vec![0u8; len];
-            r.read_exact(&mut buf).unwrap();
-            frames.push(buf);
-        }
-    }
-    frames
+    let mut r = open_stream(addr, Duration::from_secs(20));
+    (0..n)
+        .map(|_| next_part(&mut r).expect("the stream ended early"))
+        .collect()
 }
 
 fn demo_config(source: &str, extra: &str) -> String {

@@ -4,9 +4,8 @@
 
 mod common;
 
-use common::daemon::{get, start_with_env, wait_for, Daemon};
+use common::daemon::{get, next_part, open_stream, start_with_env, wait_for, Daemon};
 
-use std::io::{BufRead, BufReader, Read};
 use std::os::unix::net::UnixDatagram;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -173,42 +172,12 @@ fn no_watchdog_pings_without_watchdog_usec_or_for_another_pid() {
 
 /// Parts of /stream.mjpg as (arrival, JPEG size), read by a background thread.
 fn watch_stream(addr: &str) -> Arc<Mutex<Vec<(Instant, usize)>>> {
-    let resp = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap()
-        .get(format!("http://{addr}/stream.mjpg"))
-        .send()
-        .expect("stream request");
-    assert_eq!(resp.status().as_u16(), 200);
+    let mut r = open_stream(addr, Duration::from_secs(120));
     let parts = Arc::new(Mutex::new(Vec::new()));
     let out = parts.clone();
     std::thread::spawn(move || {
-        let mut r = BufReader::new(resp);
-        loop {
-            let mut line = Vec::new();
-            if r.read_until(b'\n', &mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            let lower = String::from_utf8_lossy(&line).to_ascii_lowercase();
-            let Some(v) = lower.strip_prefix("content-length:") else {
-                continue;
-            };
-            let len: usize = v.trim().parse().unwrap();
-            loop {
-                let mut l = Vec::new();
-                if r.read_until(b'\n', &mut l).unwrap_or(0) == 0 {
-                    return;
-                }
-                if l == b"\r\n" {
-                    break;
-                }
-            }
-            let mut buf = vec![0u8; len];
-            if r.read_exact(&mut buf).is_err() {
-                return;
-            }
-            out.lock().unwrap().push((Instant::now(), len));
+        while let Some(jpeg) = next_part(&mut r) {
+            out.lock().unwrap().push((Instant::now(), jpeg.len()));
         }
     });
     parts

@@ -91,3 +91,49 @@ pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// GET /stream.mjpg, checked to be a multipart stream; read its parts with
+/// [`next_part`].
+pub fn open_stream(addr: &str, timeout: Duration) -> BufReader<reqwest::blocking::Response> {
+    let resp = reqwest::blocking::Client::builder()
+        .timeout(timeout)
+        .build()
+        .unwrap()
+        .get(format!("http://{addr}/stream.mjpg"))
+        .send()
+        .expect("stream request");
+    assert_eq!(resp.status().as_u16(), 200);
+    let ctype = resp.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ctype.starts_with("multipart/x-mixed-replace"), "{ctype}");
+    BufReader::new(resp)
+}
+
+/// The next JPEG part of a multipart stream (reqwest undoes the chunked
+/// transfer encoding; the multipart framing is parsed here), or `None`
+/// when the stream ends or fails.
+pub fn next_part(r: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut line = Vec::new();
+    let len: usize = loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line).ok()? == 0 {
+            return None;
+        }
+        let lower = String::from_utf8_lossy(&line).to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            break v.trim().parse().expect("Content-Length is a number");
+        }
+    };
+    // The rest of the part's headers, up to the blank line.
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line).ok()? == 0 {
+            return None;
+        }
+        if line == b"\r\n" {
+            break;
+        }
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).ok()?;
+    Some(buf)
+}
