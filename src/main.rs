@@ -1,5 +1,6 @@
 //! The `edgevision` command line.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -34,10 +35,17 @@ enum Command {
     Convert(cmd::convert::ConvertArgs),
 }
 
+/// Colour codes only for a person at a terminal: a file, a pipe or the
+/// journal gets plain lines. `NO_COLOR` (no-color.org) turns them off anyway.
+fn log_colours() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(log_colours())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("EDGEVISION_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),

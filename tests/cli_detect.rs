@@ -305,3 +305,20 @@ fn bench_model_prints_json_with_both_timings() {
     assert_eq!(v["frame"], "300x300");
     assert_eq!(v["threads"], 1);
 }
+
+/// Logs that go to a file, a pipe or the journal are plain text: colour
+/// codes only reach a terminal.
+#[test]
+fn log_lines_on_a_pipe_carry_no_colour_codes() {
+    let out = run(coco_args(&mut bin())
+        .env("EDGEVISION_LOG", "debug")
+        .env_remove("NO_COLOR")
+        .arg(common::photo("dog.jpg")));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("DEBUG") && out.stderr.contains("loaded LiteRT runtime"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains('\u{1b}'), "{:?}", out.stderr);
+}
