@@ -1,7 +1,7 @@
 //! `edgevision run` end to end: the real binary on real photos, read by
 //! real HTTP clients (and, in `browser.rs`, a real browser).
 
-mod common;
+use crate::common;
 
 use common::daemon::{get, next_part, open_stream, start, wait_for};
 

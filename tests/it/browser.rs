@@ -3,7 +3,7 @@
 //! installed by scripts/deps --test. Each picture must show the live photo
 //! with the dog's detection box drawn in it.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,8 +1,7 @@
 //! Classifier decoding, tested on small real `.tflite` classifiers the tests
 //! build themselves (see `common/tiny_models.rs`) and run through LiteRT.
 
-#[path = "common/tiny_models.rs"]
-mod tiny_models;
+use crate::common::tiny_models;
 
 use edgevision::infer::{
     DecodeSettings, DecoderKind, Detection, Detector, DetectorSettings, FilterSettings, Runtime,

@@ -2,7 +2,7 @@
 //! notify protocol to a Unix datagram socket this test binds (as systemd
 //! would, through `$NOTIFY_SOCKET`), and a SIGHUP reload keeps clients.
 
-mod common;
+use crate::common;
 
 use common::daemon::{get, next_part, open_stream, start_with_env, wait_for, Daemon};
 

@@ -1,6 +1,6 @@
 //! `edgevision detect` as a user runs it: the real binary, real files.
 
-mod common;
+use crate::common;
 
 use common::{bin, run};
 use serde_json::Value;

@@ -1,6 +1,6 @@
 //! The real runtime on the real models and photos, in process.
 
-mod common;
+use crate::common;
 
 use edgevision::infer::{BBox, DecoderKind, Detection, Detector, DetectorSettings, FilterSettings};
 use serde_json::Value;
