@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use common::daemon::{get, next_part, open_stream, start, wait_for};
+use common::daemon::{get, open_stream, start, wait_for};
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -28,7 +28,7 @@ fn metrics(addr: &str) -> String {
 fn stream_frames(addr: &str, n: usize) -> Vec<Vec<u8>> {
     let mut r = open_stream(addr, Duration::from_secs(20));
     (0..n)
-        .map(|_| next_part(&mut r).expect("the stream ended early"))
+        .map(|_| r.next_part().expect("the stream ended early"))
         .collect()
 }
 

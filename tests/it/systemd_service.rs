@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use common::daemon::{get, next_part, open_stream, start_with_env, wait_for, Daemon};
+use common::daemon::{get, open_stream, start_with_env, wait_for, Daemon};
 
 use std::os::unix::net::UnixDatagram;
 use std::sync::{Arc, Mutex};
@@ -176,7 +176,7 @@ fn watch_stream(addr: &str) -> Arc<Mutex<Vec<(Instant, usize)>>> {
     let parts = Arc::new(Mutex::new(Vec::new()));
     let out = parts.clone();
     std::thread::spawn(move || {
-        while let Some(jpeg) = next_part(&mut r) {
+        while let Ok(jpeg) = r.next_part() {
             out.lock().unwrap().push((Instant::now(), jpeg.len()));
         }
     });

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use super::mjpeg::Mjpeg;
+
 /// A running daemon, killed on drop.
 pub struct Daemon {
     pub child: Child,
@@ -93,8 +95,8 @@ pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T
 }
 
 /// GET /stream.mjpg, checked to be a multipart stream; read its parts with
-/// [`next_part`].
-pub fn open_stream(addr: &str, timeout: Duration) -> BufReader<reqwest::blocking::Response> {
+/// [`Mjpeg::next_part`].
+pub fn open_stream(addr: &str, timeout: Duration) -> Mjpeg {
     let resp = reqwest::blocking::Client::builder()
         .timeout(timeout)
         .build()
@@ -105,35 +107,5 @@ pub fn open_stream(addr: &str, timeout: Duration) -> BufReader<reqwest::blocking
     assert_eq!(resp.status().as_u16(), 200);
     let ctype = resp.headers()["content-type"].to_str().unwrap().to_string();
     assert!(ctype.starts_with("multipart/x-mixed-replace"), "{ctype}");
-    BufReader::new(resp)
-}
-
-/// The next JPEG part of a multipart stream (reqwest undoes the chunked
-/// transfer encoding; the multipart framing is parsed here), or `None`
-/// when the stream ends or fails.
-pub fn next_part(r: &mut impl BufRead) -> Option<Vec<u8>> {
-    let mut line = Vec::new();
-    let len: usize = loop {
-        line.clear();
-        if r.read_until(b'\n', &mut line).ok()? == 0 {
-            return None;
-        }
-        let lower = String::from_utf8_lossy(&line).to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            break v.trim().parse().expect("Content-Length is a number");
-        }
-    };
-    // The rest of the part's headers, up to the blank line.
-    loop {
-        line.clear();
-        if r.read_until(b'\n', &mut line).ok()? == 0 {
-            return None;
-        }
-        if line == b"\r\n" {
-            break;
-        }
-    }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).ok()?;
-    Some(buf)
+    Mjpeg::new(&ctype, Box::new(BufReader::new(resp)))
 }

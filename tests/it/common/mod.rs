@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod mjpeg;
 pub mod tiny_models;
 
 use std::path::PathBuf;
