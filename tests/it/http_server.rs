@@ -20,6 +20,7 @@ use image::ExtendedColorType;
 use serde_json::Value;
 
 use crate::common::mjpeg::{read_line, Mjpeg};
+use crate::common::wait_until;
 
 const FPS: u64 = 30;
 
@@ -362,19 +363,6 @@ fn stream_clients(server: &Server) -> i64 {
         .find(|l| l.starts_with("edgevision_stream_clients "))
         .expect("gauge in exposition");
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if done() {
-            return true;
-        }
-        if start.elapsed() > timeout {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn wait_for_frame(hub: &Hub) {

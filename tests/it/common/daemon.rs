@@ -3,10 +3,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::Duration;
 
 use super::mjpeg::Mjpeg;
+use super::wait_for;
 
 /// A running daemon, killed on drop.
 pub struct Daemon {
@@ -15,6 +16,19 @@ pub struct Daemon {
     /// The config file it was started with (tests may rewrite it and send SIGHUP).
     pub config: PathBuf,
     _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Sends `sig` to the daemon process.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// Waits for the daemon to exit, failing after `secs`.
+    pub fn wait_exit(&mut self, secs: u64) -> ExitStatus {
+        wait_for(secs, "exit", || self.child.try_wait().ok().flatten())
+    }
 }
 
 impl Drop for Daemon {
@@ -82,16 +96,9 @@ pub fn get(addr: &str, path: &str) -> (u16, Vec<u8>) {
     (status, r.bytes().unwrap().to_vec())
 }
 
-/// Polls until `f` returns Some, or fails after `secs`.
-pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// GET /metrics, as text.
+pub fn metrics(addr: &str) -> String {
+    String::from_utf8(get(addr, "/metrics").1).unwrap()
 }
 
 /// GET /stream.mjpg, checked to be a multipart stream; read its parts with
