@@ -139,12 +139,7 @@ fn serves_annotated_frames_detections_metrics_and_events() {
 /// Along the top edge of the box the API reports, most pixels have the
 /// label's colour (JPEG blurs it a little).
 fn assert_boxed(img: &image::RgbImage, det: &Value, label: &str) {
-    let b: Vec<f64> = det["box"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let b = common::json_box(&det["box"]);
     let colour = edgevision::annotate::label_color(label);
     let near = |p: &image::Rgb<u8>| {
         p.0.iter()

@@ -147,3 +147,13 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
 }
+
+/// A detection's `box` as JSON gives it (`detect --json`, `/api/detections`):
+/// its numbers.
+pub fn json_box(b: &serde_json::Value) -> Vec<f64> {
+    b.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
