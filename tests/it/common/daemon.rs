@@ -1,5 +1,4 @@
 //! Starting the real daemon for end-to-end tests.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -1,6 +1,5 @@
 //! Shared by the end-to-end tests: where the assets are and how to run the
 //! binary. Missing assets fail the test with a hint; they never skip it.
-#![allow(dead_code)]
 
 pub mod daemon;
 pub mod mjpeg;
