@@ -20,8 +20,6 @@
 //! Variants ([`Variant`]): float logits, float with a final SOFTMAX, and a
 //! uint8-quantized graph (MEAN, FULLY_CONNECTED, SOFTMAX all in uint8).
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 

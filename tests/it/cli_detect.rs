@@ -1,6 +1,6 @@
 //! `edgevision detect` as a user runs it: the real binary, real files.
 
-mod common;
+use crate::common;
 
 use common::{bin, run};
 use serde_json::Value;
@@ -37,12 +37,7 @@ fn json_lines_carry_every_field() {
     let d = dets.iter().find(|d| d["label"] == "dog").expect("a dog");
     assert_eq!(d["class_id"], 17);
     assert!(d["score"].as_f64().unwrap() > 0.9);
-    let b: Vec<f64> = d["box"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let b = common::json_box(&d["box"]);
     assert_eq!(b.len(), 4);
     assert!(
         b[0] < b[2] && b[1] < b[3] && b[2] <= 768.0 && b[3] <= 576.0,

@@ -1,12 +1,10 @@
 //! Classifier decoding, tested on small real `.tflite` classifiers the tests
 //! build themselves (see `common/tiny_models.rs`) and run through LiteRT.
 
-#[path = "common/tiny_models.rs"]
-mod tiny_models;
+use crate::common::{runtime, tiny_models};
 
 use edgevision::infer::{
-    DecodeSettings, DecoderKind, Detection, Detector, DetectorSettings, FilterSettings, Runtime,
-    RuntimeSearch, SessionOptions,
+    DecodeSettings, DecoderKind, Detection, Detector, DetectorSettings, FilterSettings, SessionOptions,
 };
 use edgevision::tflite::model_file::read_model;
 use image::{Rgb, RgbImage};
@@ -26,10 +24,6 @@ const COLOURS: [(&str, [u8; 3]); 4] = [
     ("blue", [0, 0, 255]),
     ("grey", [128, 128, 128]),
 ];
-
-fn runtime() -> &'static Runtime {
-    Runtime::load(&RuntimeSearch::default()).expect("LiteRT runtime (run scripts/setup)")
-}
 
 fn solid(rgb: [u8; 3]) -> RgbImage {
     RgbImage::from_pixel(W, H, Rgb(rgb))

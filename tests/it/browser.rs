@@ -3,12 +3,14 @@
 //! installed by scripts/deps --test. Each picture must show the live photo
 //! with the dog's detection box drawn in it.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
-use common::daemon::{get, start, wait_for, Daemon};
+use common::daemon::{get, start, Daemon};
+use common::{photo_dir, wait_for};
 
 fn installed(candidates: &[&'static str]) -> &'static str {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -21,8 +23,7 @@ fn installed(candidates: &[&'static str]) -> &'static str {
 
 /// The daemon on dog.jpg, once it reports the dog.
 fn dog_daemon() -> (Daemon, tempfile::TempDir) {
-    let photos = tempfile::tempdir().unwrap();
-    std::fs::copy(common::photo("dog.jpg"), photos.path().join("dog.jpg")).unwrap();
+    let photos = photo_dir(&["dog.jpg"]);
     let config = format!(
         "[source]\nuri = \"images:{}\"\nfps = 10.0\n[model]\npath = \"{}\"\nlabels = \"{}\"\nthreads = 1\n",
         photos.path().display(),
@@ -140,15 +141,12 @@ fn vlc_plays_the_mjpeg_stream() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run vlc");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::fs::read_dir(&frames).unwrap().count() < 5 && std::time::Instant::now() < deadline {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    common::poll(Duration::from_secs(60), Duration::from_millis(200), || {
+        let saved = std::fs::read_dir(&frames).unwrap().count();
+        (saved >= 5 || child.try_wait().unwrap().is_some()).then_some(())
+    });
     // Let the PNG being written finish.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(500));
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     let mut saved: Vec<_> = std::fs::read_dir(&frames)

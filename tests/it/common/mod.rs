@@ -1,11 +1,13 @@
 //! Shared by the end-to-end tests: where the assets are and how to run the
 //! binary. Missing assets fail the test with a hint; they never skip it.
-#![allow(dead_code)]
 
 pub mod daemon;
+pub mod mjpeg;
+pub mod tiny_models;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use edgevision::infer::{Runtime, RuntimeSearch};
 
@@ -99,4 +101,58 @@ pub fn run(cmd: &mut Command) -> Output {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Calls `f` every `every` until it returns `Some` (returned), or `None` once
+/// `timeout` has passed.
+pub fn poll<T>(timeout: Duration, every: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// Polls every 200 ms until `f` returns Some, or fails after `secs`.
+pub fn wait_for<T>(secs: u64, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    poll(Duration::from_secs(secs), Duration::from_millis(200), f)
+        .unwrap_or_else(|| panic!("timed out waiting for {what}"))
+}
+
+/// Polls `done` every 20 ms; whether it held within `timeout`.
+pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    poll(timeout, Duration::from_millis(20), || done().then_some(())).is_some()
+}
+
+/// A temporary directory holding copies of the photos `names`.
+pub fn photo_dir(names: &[&str]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for name in names {
+        std::fs::copy(photo(name), d.path().join(name)).unwrap();
+    }
+    d
+}
+
+/// The value of the sample `name` (no labels) in Prometheus text format.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// A detection's `box` as JSON gives it (`detect --json`, `/api/detections`):
+/// its numbers.
+pub fn json_box(b: &serde_json::Value) -> Vec<f64> {
+    b.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
 }

@@ -5,7 +5,7 @@
 //! the real runtime and model under the same filter, installed by the real
 //! kernel before `exec`.
 
-mod common;
+use crate::common;
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;

@@ -2,9 +2,10 @@
 //! notify protocol to a Unix datagram socket this test binds (as systemd
 //! would, through `$NOTIFY_SOCKET`), and a SIGHUP reload keeps clients.
 
-mod common;
+use crate::common;
 
-use common::daemon::{get, next_part, open_stream, start_with_env, wait_for, Daemon};
+use common::daemon::{get, open_stream, start_with_env};
+use common::{photo_dir, wait_for};
 
 use std::os::unix::net::UnixDatagram;
 use std::sync::{Arc, Mutex};
@@ -86,21 +87,10 @@ quality = {quality}
     )
 }
 
-fn photo_dir(name: &str) -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    std::fs::copy(common::photo(name), d.path().join(name)).unwrap();
-    d
-}
-
-fn signal(d: &Daemon, sig: i32) {
-    // SAFETY: a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(d.child.id() as i32, sig) }, 0);
-}
-
 #[test]
 fn tells_systemd_ready_status_watchdog_and_stopping() {
     let sock = NotifySocket::bind();
-    let photos = photo_dir("dog.jpg");
+    let photos = photo_dir(&["dog.jpg"]);
     let mut d = start_with_env(
         &config(photos.path(), 0.5, 80),
         &[("NOTIFY_SOCKET", &sock.path), ("WATCHDOG_USEC", "1000000")],
@@ -139,16 +129,16 @@ fn tells_systemd_ready_status_watchdog_and_stopping() {
         t.elapsed()
     );
 
-    signal(&d, libc::SIGTERM);
+    d.signal(libc::SIGTERM);
     sock.wait(10, "STOPPING=1", |m| has_line(m, "STOPPING=1"));
-    let status = wait_for(10, "exit", || d.child.try_wait().ok().flatten());
+    let status = d.wait_exit(10);
     assert!(status.success(), "{status:?}");
 }
 
 #[test]
 fn no_watchdog_pings_without_watchdog_usec_or_for_another_pid() {
     let sock = NotifySocket::bind();
-    let photos = photo_dir("dog.jpg");
+    let photos = photo_dir(&["dog.jpg"]);
     let d = start_with_env(
         &config(photos.path(), 0.5, 80),
         &[
@@ -176,7 +166,7 @@ fn watch_stream(addr: &str) -> Arc<Mutex<Vec<(Instant, usize)>>> {
     let parts = Arc::new(Mutex::new(Vec::new()));
     let out = parts.clone();
     std::thread::spawn(move || {
-        while let Some(jpeg) = next_part(&mut r) {
+        while let Ok(jpeg) = r.next_part() {
             out.lock().unwrap().push((Instant::now(), jpeg.len()));
         }
     });
@@ -213,7 +203,7 @@ fn parts_after(parts: &Mutex<Vec<(Instant, usize)>>, t: Instant, n: usize) -> Ve
 #[test]
 fn sighup_reloads_threshold_and_stream_settings_and_restarts_on_a_new_source() {
     let sock = NotifySocket::bind();
-    let dogs = photo_dir("dog.jpg");
+    let dogs = photo_dir(&["dog.jpg"]);
     let d = start_with_env(&config(dogs.path(), 0.5, 90), &[("NOTIFY_SOCKET", &sock.path)]);
     sock.wait(60, "READY=1", |m| has_line(m, "READY=1"));
 
@@ -231,7 +221,7 @@ fn sighup_reloads_threshold_and_stream_settings_and_restarts_on_a_new_source() {
     // Threshold 0.9 and JPEG quality 30, in place.
     std::fs::write(&d.config, config(dogs.path(), 0.9, 30)).unwrap();
     let t = Instant::now();
-    signal(&d, libc::SIGHUP);
+    d.signal(libc::SIGHUP);
     sock.wait(10, "RELOADING=1", |m| has_line(m, "RELOADING=1"));
     sock.wait(10, "READY=1 after the reload", |m| has_line(m, "READY=1"));
     let after = wait_for(20, "the new threshold in /api/detections", || {
@@ -249,10 +239,10 @@ fn sighup_reloads_threshold_and_stream_settings_and_restarts_on_a_new_source() {
     );
 
     // A new source restarts the pipeline inside the process; same client.
-    let people = photo_dir("person.jpg");
+    let people = photo_dir(&["person.jpg"]);
     std::fs::write(&d.config, config(people.path(), 0.5, 30)).unwrap();
     let t = Instant::now();
-    signal(&d, libc::SIGHUP);
+    d.signal(libc::SIGHUP);
     sock.wait(10, "RELOADING=1", |m| has_line(m, "RELOADING=1"));
     sock.wait(60, "READY=1 after the restart", |m| has_line(m, "READY=1"));
     let now = wait_for(30, "person and horse", || {
@@ -265,7 +255,7 @@ fn sighup_reloads_threshold_and_stream_settings_and_restarts_on_a_new_source() {
 
     // A config that no longer parses is refused; the daemon keeps going.
     std::fs::write(&d.config, "[detect]\nthreshold = 7\n").unwrap();
-    signal(&d, libc::SIGHUP);
+    d.signal(libc::SIGHUP);
     sock.wait(10, "READY=1 after a refused reload", |m| has_line(m, "READY=1"));
     let t = Instant::now();
     parts_after(&parts, t, 3);

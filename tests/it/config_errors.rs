@@ -2,19 +2,15 @@
 //! and for the demo config.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::common::{bin, root};
 
 /// Runs `edgevision check-config FILE` from the crate root.
 fn check_config(file: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_edgevision"))
+    bin()
         .arg("check-config")
         .arg(file)
-        .current_dir(root())
-        .env_remove("EDGEVISION_LITERT")
         .output()
         .expect("run edgevision")
 }

@@ -3,9 +3,8 @@
 //! with bitwise identical outputs, and corrupt models are errors, never
 //! panics, all the way through the unpack/write path.
 
-mod common;
-#[path = "common/tiny_models.rs"]
-mod tiny_models;
+use crate::common;
+use crate::common::tiny_models;
 
 use edgevision::convert::calibrate::Exposed;
 use edgevision::convert::graph;

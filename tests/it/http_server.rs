@@ -19,6 +19,9 @@ use image::codecs::jpeg::JpegEncoder;
 use image::ExtendedColorType;
 use serde_json::Value;
 
+use crate::common::mjpeg::{read_line, Mjpeg};
+use crate::common::wait_until;
+
 const FPS: u64 = 30;
 
 // ---------------------------------------------------------------------------
@@ -279,15 +282,6 @@ fn read_response(stream: TcpStream) -> io::Result<RawResponse> {
     })
 }
 
-fn read_line(reader: &mut impl BufRead) -> io::Result<String> {
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        return Err(io::ErrorKind::UnexpectedEof.into());
-    }
-    assert!(line.ends_with("\r\n"), "line not CRLF-terminated: {line:?}");
-    Ok(line)
-}
-
 /// Decodes `Transfer-Encoding: chunked`; EOF after the last chunk.
 struct Chunked<R> {
     inner: R,
@@ -333,12 +327,6 @@ impl<R: BufRead> Read for Chunked<R> {
     }
 }
 
-/// Parses `multipart/x-mixed-replace` byte by byte.
-struct Mjpeg {
-    body: Box<dyn BufRead + Send>,
-    delimiter: String,
-}
-
 impl Mjpeg {
     fn open(addr: SocketAddr, path: &str) -> Mjpeg {
         Mjpeg::from_response(raw_get(addr, path, ""))
@@ -347,64 +335,9 @@ impl Mjpeg {
     fn from_response(response: RawResponse) -> Mjpeg {
         assert_eq!(response.status, 200);
         let content_type = response.header("content-type").unwrap().to_owned();
-        let boundary = content_type
-            .strip_prefix("multipart/x-mixed-replace; boundary=")
-            .unwrap_or_else(|| panic!("content type {content_type:?}"));
-        assert!(!boundary.is_empty() && boundary.len() <= 70);
         assert_eq!(response.header("cache-control"), Some("no-cache, no-store"));
         assert_eq!(response.header("pragma"), Some("no-cache"));
-        let delimiter = format!("--{boundary}\r\n");
-        let mut body = response.body();
-        assert_eq!(
-            read_line(&mut body).unwrap(),
-            delimiter,
-            "stream opens with the boundary"
-        );
-        Mjpeg { body, delimiter }
-    }
-
-    /// The next part's JPEG bytes, checking its headers and framing.
-    fn next_part(&mut self) -> io::Result<Vec<u8>> {
-        let mut length = None;
-        let mut content_type = None;
-        loop {
-            let line = read_line(&mut self.body)?;
-            if line == "\r\n" {
-                break;
-            }
-            let (name, value) = line.split_once(':').expect("part header");
-            match name.to_ascii_lowercase().as_str() {
-                "content-length" => length = Some(value.trim().parse::<usize>().unwrap()),
-                "content-type" => content_type = Some(value.trim().to_owned()),
-                _ => {}
-            }
-        }
-        assert_eq!(content_type.as_deref(), Some("image/jpeg"));
-        let mut jpeg = vec![0; length.expect("part Content-Length")];
-        self.body.read_exact(&mut jpeg)?;
-        assert_eq!(read_line(&mut self.body)?, "\r\n", "CRLF after the part's bytes");
-        assert_eq!(
-            read_line(&mut self.body)?,
-            self.delimiter,
-            "boundary after the part"
-        );
-        assert_eq!(&jpeg[..2], &[0xff, 0xd8], "JPEG SOI");
-        assert_eq!(&jpeg[jpeg.len() - 2..], &[0xff, 0xd9], "JPEG EOI");
-        Ok(jpeg)
-    }
-
-    /// Parts received within `window`; every tenth is decoded.
-    fn count_for(&mut self, window: Duration) -> usize {
-        let start = Instant::now();
-        let mut count = 0;
-        while start.elapsed() < window {
-            let jpeg = self.next_part().unwrap();
-            if count % 10 == 0 {
-                image::load_from_memory(&jpeg).unwrap();
-            }
-            count += 1;
-        }
-        count
+        Mjpeg::new(&content_type, response.body())
     }
 }
 
@@ -430,19 +363,6 @@ fn stream_clients(server: &Server) -> i64 {
         .find(|l| l.starts_with("edgevision_stream_clients "))
         .expect("gauge in exposition");
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if done() {
-            return true;
-        }
-        if start.elapsed() > timeout {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn wait_for_frame(hub: &Hub) {

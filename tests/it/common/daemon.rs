@@ -1,10 +1,12 @@
 //! Starting the real daemon for end-to-end tests.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::Duration;
+
+use super::mjpeg::Mjpeg;
+use super::wait_for;
 
 /// A running daemon, killed on drop.
 pub struct Daemon {
@@ -13,6 +15,19 @@ pub struct Daemon {
     /// The config file it was started with (tests may rewrite it and send SIGHUP).
     pub config: PathBuf,
     _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Sends `sig` to the daemon process.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// Waits for the daemon to exit, failing after `secs`.
+    pub fn wait_exit(&mut self, secs: u64) -> ExitStatus {
+        wait_for(secs, "exit", || self.child.try_wait().ok().flatten())
+    }
 }
 
 impl Drop for Daemon {
@@ -80,21 +95,14 @@ pub fn get(addr: &str, path: &str) -> (u16, Vec<u8>) {
     (status, r.bytes().unwrap().to_vec())
 }
 
-/// Polls until `f` returns Some, or fails after `secs`.
-pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// GET /metrics, as text.
+pub fn metrics(addr: &str) -> String {
+    String::from_utf8(get(addr, "/metrics").1).unwrap()
 }
 
 /// GET /stream.mjpg, checked to be a multipart stream; read its parts with
-/// [`next_part`].
-pub fn open_stream(addr: &str, timeout: Duration) -> BufReader<reqwest::blocking::Response> {
+/// [`Mjpeg::next_part`].
+pub fn open_stream(addr: &str, timeout: Duration) -> Mjpeg {
     let resp = reqwest::blocking::Client::builder()
         .timeout(timeout)
         .build()
@@ -105,35 +113,5 @@ pub fn open_stream(addr: &str, timeout: Duration) -> BufReader<reqwest::blocking
     assert_eq!(resp.status().as_u16(), 200);
     let ctype = resp.headers()["content-type"].to_str().unwrap().to_string();
     assert!(ctype.starts_with("multipart/x-mixed-replace"), "{ctype}");
-    BufReader::new(resp)
-}
-
-/// The next JPEG part of a multipart stream (reqwest undoes the chunked
-/// transfer encoding; the multipart framing is parsed here), or `None`
-/// when the stream ends or fails.
-pub fn next_part(r: &mut impl BufRead) -> Option<Vec<u8>> {
-    let mut line = Vec::new();
-    let len: usize = loop {
-        line.clear();
-        if r.read_until(b'\n', &mut line).ok()? == 0 {
-            return None;
-        }
-        let lower = String::from_utf8_lossy(&line).to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            break v.trim().parse().expect("Content-Length is a number");
-        }
-    };
-    // The rest of the part's headers, up to the blank line.
-    loop {
-        line.clear();
-        if r.read_until(b'\n', &mut line).ok()? == 0 {
-            return None;
-        }
-        if line == b"\r\n" {
-            break;
-        }
-    }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).ok()?;
-    Some(buf)
+    Mjpeg::new(&ctype, Box::new(BufReader::new(resp)))
 }

@@ -5,9 +5,8 @@
 //! 8 calibration photos) plus ~150 SSD inferences: ~80 s on a loaded
 //! 2-core machine.
 
-mod common;
-#[path = "common/tiny_models.rs"]
-mod tiny_models;
+use crate::common;
+use crate::common::tiny_models;
 
 use std::path::{Path, PathBuf};
 

@@ -1,9 +1,10 @@
 //! `edgevision run` end to end: the real binary on real photos, read by
 //! real HTTP clients (and, in `browser.rs`, a real browser).
 
-mod common;
+use crate::common;
 
-use common::daemon::{get, next_part, open_stream, start, wait_for};
+use common::daemon::{get, metrics, open_stream, start};
+use common::{metric, photo_dir, wait_for};
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -12,23 +13,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
-
-fn metrics(addr: &str) -> String {
-    String::from_utf8(get(addr, "/metrics").1).unwrap()
-}
-
 /// Reads `n` JPEG parts from /stream.mjpg.
 fn stream_frames(addr: &str, n: usize) -> Vec<Vec<u8>> {
     let mut r = open_stream(addr, Duration::from_secs(20));
     (0..n)
-        .map(|_| next_part(&mut r).expect("the stream ended early"))
+        .map(|_| r.next_part().expect("the stream ended early"))
         .collect()
 }
 
@@ -60,17 +49,10 @@ quality = 85
     )
 }
 
-/// A directory holding only dog.jpg: the stream should show a dog, a
-/// bicycle and a car.
-fn dog_dir() -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    std::fs::copy(common::photo("dog.jpg"), d.path().join("dog.jpg")).unwrap();
-    d
-}
-
 #[test]
 fn serves_annotated_frames_detections_metrics_and_events() {
-    let photos = dog_dir();
+    // Only dog.jpg: the stream should show a dog, a bicycle and a car.
+    let photos = photo_dir(&["dog.jpg"]);
     let d = start(&demo_config(&format!("images:{}", photos.path().display()), ""));
 
     // Ready once frames flow.
@@ -157,12 +139,7 @@ fn serves_annotated_frames_detections_metrics_and_events() {
 /// Along the top edge of the box the API reports, most pixels have the
 /// label's colour (JPEG blurs it a little).
 fn assert_boxed(img: &image::RgbImage, det: &Value, label: &str) {
-    let b: Vec<f64> = det["box"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let b = common::json_box(&det["box"]);
     let colour = edgevision::annotate::label_color(label);
     let near = |p: &image::Rgb<u8>| {
         p.0.iter()
@@ -236,19 +213,12 @@ fn stops_within_two_seconds_on_sigterm() {
     });
     std::thread::sleep(Duration::from_millis(300));
     let mut d = d;
-    let pid = d.child.id() as i32;
     let t = Instant::now();
-    // SAFETY: sending a signal to our own child.
-    unsafe { libc_kill(pid, 15) };
-    let status = wait_for(5, "exit", || d.child.try_wait().ok().flatten());
+    d.signal(libc::SIGTERM);
+    let status = d.wait_exit(5);
     let took = t.elapsed();
     assert!(status.success(), "exit status {status:?}");
     assert!(took < Duration::from_secs(2), "took {took:?}");
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
 #[test]
@@ -304,17 +274,7 @@ fn bench_runs_the_pipeline_headless_and_prints_json() {
         bytes.extend(std::fs::read(common::photo(p)).unwrap());
     }
     std::fs::write(&video, &bytes).unwrap();
-    let out = common::run(
-        common::bin()
-            .args(["bench", "--frames", "12", "--threads", "1", "--json", "--source"])
-            .arg(format!("mjpeg:{}", video.display()))
-            .arg("--model")
-            .arg(common::coco_model())
-            .arg("--labels")
-            .arg(common::coco_labels()),
-    );
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let v: Value = serde_json::from_str(out.stdout.trim()).expect("one JSON object");
+    let v = bench_json(&["--frames", "12"], &video);
     assert!(v["frames"].as_u64().unwrap() >= 12);
     assert!(v["fps"].as_f64().unwrap() > 0.0 && v["seconds"].as_f64().unwrap() > 0.0);
     assert_eq!(v["threads"], 1);

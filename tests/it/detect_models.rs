@@ -1,6 +1,6 @@
 //! The real runtime on the real models and photos, in process.
 
-mod common;
+use crate::common;
 
 use edgevision::infer::{BBox, DecoderKind, Detection, Detector, DetectorSettings, FilterSettings};
 use serde_json::Value;
@@ -93,11 +93,9 @@ fn coco_quant_boxes_match_the_python_reference() {
             if r["score"].as_f64().unwrap() < 0.5 {
                 continue;
             }
-            let b: Vec<f32> = r["box"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
+            let b: Vec<f32> = common::json_box(&r["box"])
+                .into_iter()
+                .map(|v| v as f32)
                 .collect();
             let rb = BBox {
                 left: b[0],
