@@ -16,6 +16,7 @@ pub struct Metrics {
     pub frames_dropped: IntCounter,
     pub frames_corrupt: IntCounter,
     pub capture_fps: Gauge,
+    pub source_up: IntGauge,
     pub processing_fps: Gauge,
     pub inference_seconds: Histogram,
     pub stage_seconds: HistogramVec,
@@ -66,6 +67,16 @@ impl Metrics {
             "edgevision_capture_fps",
             "Frames per second read from the source.",
         );
+        // A lost camera otherwise shows only as capture_fps 0, which a slow
+        // source shows too.
+        let source_up = IntGauge::new(
+            "edgevision_source_up",
+            "1 while the source delivers frames, 0 before the first and while it is lost.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(source_up.clone()))
+            .expect("unique metric");
         let processing_fps = gauge(
             "edgevision_processing_fps",
             "Frames per second processed and encoded.",
@@ -127,6 +138,7 @@ impl Metrics {
             frames_dropped,
             frames_corrupt,
             capture_fps,
+            source_up,
             processing_fps,
             inference_seconds,
             stage_seconds,

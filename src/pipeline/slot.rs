@@ -213,6 +213,7 @@ pub(crate) fn capture_loop(
                 let read_at = Instant::now();
                 metrics.frames_captured.inc();
                 metrics.capture_fps.set(fps.tick());
+                metrics.source_up.set(1);
                 stage_decode.observe(frame.decode_time.as_secs_f64());
                 ready_after = ready_after.saturating_sub(1);
                 if ready_after == 0 {
@@ -233,6 +234,8 @@ pub(crate) fn capture_loop(
             }
             Event::Lost(reason) | Event::Fatal(reason) => {
                 tracing::warn!(source = %name, "source lost: {reason}");
+                // Down before not-ready: whoever sees /readyz 503 sees 0 here.
+                metrics.source_up.set(0);
                 shared.hub.set_ready(false);
                 metrics.capture_fps.set(0.0);
                 fps.reset();

@@ -156,7 +156,14 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
                 draw_detections(&mut img, &dets, &style);
             }
         }
-        let fps_now = fps.tick();
+        // Only camera frames count: the no-signal frames published twice a
+        // second while the source is down are not processing.
+        let fps_now = if c.signal {
+            fps.tick()
+        } else {
+            fps.reset();
+            0.0
+        };
         if ws.overlay && c.signal {
             use std::fmt::Write;
             overlay_text.clear();

@@ -174,11 +174,18 @@ fn recovers_when_the_source_goes_away_and_comes_back() {
     let d = start(&demo_config(&format!("mjpeg:{}", video.display()), ""));
     wait_for(60, "ready", || (get(&d.addr, "/readyz").0 == 200).then_some(()));
     let before = metric(&metrics(&d.addr), "edgevision_camera_reconnects_total").unwrap_or(0.0);
+    assert_eq!(metric(&metrics(&d.addr), "edgevision_source_up"), Some(1.0));
 
     std::fs::remove_file(&video).unwrap();
     wait_for(20, "not ready after the source vanished", || {
         (get(&d.addr, "/readyz").0 == 503).then_some(())
     });
+    assert_eq!(metric(&metrics(&d.addr), "edgevision_source_up"), Some(0.0));
+    wait_for(
+        5,
+        "processing_fps 0 while only no-signal frames are published",
+        || (metric(&metrics(&d.addr), "edgevision_processing_fps")? == 0.0).then_some(()),
+    );
     wait_for(10, "the no-signal frame", || {
         let report: Value = serde_json::from_slice(&get(&d.addr, "/api/detections").1).ok()?;
         (report["signal"] == false).then_some(())
@@ -196,6 +203,7 @@ fn recovers_when_the_source_goes_away_and_comes_back() {
         (v > before).then_some(v)
     });
     assert!(after >= before + 1.0);
+    assert_eq!(metric(&metrics(&d.addr), "edgevision_source_up"), Some(1.0));
     let processed = metric(&metrics(&d.addr), "edgevision_frames_processed_total").unwrap();
     wait_for(10, "frames flowing again", || {
         (metric(&metrics(&d.addr), "edgevision_frames_processed_total")? > processed).then_some(())
