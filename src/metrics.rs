@@ -128,6 +128,11 @@ impl Metrics {
         registry
             .register(Box::new(build_info.clone()))
             .expect("unique metric");
+        // process_* (resident memory, CPU seconds, open and maximum file
+        // descriptors, start time) from /proc, as Prometheus exporters have.
+        registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("unique metric");
         for stage in STAGES {
             stage_seconds.with_label_values(&[stage]);
         }
