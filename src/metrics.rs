@@ -131,7 +131,9 @@ impl Metrics {
         // process_* (resident memory, CPU seconds, open and maximum file
         // descriptors, start time) from /proc, as Prometheus exporters have.
         registry
-            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
             .expect("unique metric");
         for stage in STAGES {
             stage_seconds.with_label_values(&[stage]);

@@ -115,7 +115,10 @@ fn serves_annotated_frames_detections_metrics_and_events() {
     let rss = metric(&text, "process_resident_memory_bytes").expect("process_resident_memory_bytes");
     assert!(rss > 1e6 && rss < 1e9, "resident memory {rss}");
     assert!(metric(&text, "process_open_fds").unwrap_or(0.0) >= 3.0, "{text}");
-    assert!(metric(&text, "process_start_time_seconds").unwrap_or(0.0) > 1.6e9, "{text}");
+    assert!(
+        metric(&text, "process_start_time_seconds").unwrap_or(0.0) > 1.6e9,
+        "{text}"
+    );
     assert!(text.contains("process_cpu_seconds_total"), "{text}");
     for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         let value = line.rsplit(' ').next().unwrap();
