@@ -193,13 +193,21 @@ mod tests {
         for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
             let parts: Vec<&str> = line.split_whitespace().collect();
             let (name, kind) = (parts[2], parts[3]);
-            assert!(name.starts_with("edgevision_"), "{line}");
+            // process_* is the standard prefix of the process collector.
+            assert!(
+                name.starts_with("edgevision_") || name.starts_with("process_"),
+                "{line}"
+            );
             assert_eq!(name.ends_with("_total"), kind == "counter", "{line}");
             if kind == "histogram" {
                 assert!(name.ends_with("_seconds"), "{line}");
             }
         }
         assert!(text.contains("edgevision_frames_captured_total 1"));
+        assert!(
+            text.contains("# TYPE process_resident_memory_bytes gauge"),
+            "{text}"
+        );
         assert!(text.contains("edgevision_detections_total{label=\"dog\"} 1"));
         assert!(text.contains("edgevision_stage_seconds_bucket{stage=\"encode\""));
         assert!(text.contains(&format!(
