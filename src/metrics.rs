@@ -24,6 +24,8 @@ pub struct Metrics {
     pub stream_clients: IntGauge,
     pub camera_reconnects: IntCounter,
     pub build_info: IntGaugeVec,
+    pub inference_workers: IntGauge,
+    pub inference_threads: IntGauge,
 }
 
 /// Buckets from 0.5 ms to 1 s: per-frame work on an edge CPU.
@@ -117,6 +119,16 @@ impl Metrics {
         registry
             .register(Box::new(stream_clients.clone()))
             .expect("unique metric");
+        let int_gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let inference_workers = int_gauge(
+            "edgevision_inference_workers",
+            "Interpreters running inference on alternate frames.",
+        );
+        let inference_threads = int_gauge("edgevision_inference_threads", "CPU threads of each interpreter.");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "edgevision_build_info",
@@ -153,6 +165,8 @@ impl Metrics {
             stream_clients,
             camera_reconnects,
             build_info,
+            inference_workers,
+            inference_threads,
         }
     }
 

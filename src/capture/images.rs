@@ -125,8 +125,19 @@ fn list_images(dir: &Path) -> Result<Vec<(PathBuf, Stamp)>, CaptureError> {
     Ok(files)
 }
 
-fn decode_rgb(path: &Path) -> Result<image::RgbImage, String> {
-    let reader = image::ImageReader::open(path).map_err(|e| e.to_string())?;
+/// Reads a photo as RGB8: JPEGs through libjpeg-turbo (as the camera
+/// sources decode them, so a photo and a frame of it give the same
+/// detections), other formats through `image`.
+pub fn read_rgb(path: &Path) -> Result<image::RgbImage, String> {
+    let data = std::fs::read(path).map_err(|e| e.to_string())?;
+    if data.starts_with(&[0xFF, 0xD8]) {
+        let mut dec = super::jpeg::JpegDecoder::new()?;
+        let mut rgb = Vec::new();
+        let d = dec.decode(&data, &mut rgb, |_, _| (0, 0))?;
+        return image::RgbImage::from_raw(d.width, d.height, rgb)
+            .ok_or_else(|| "decoded JPEG has the wrong size".to_string());
+    }
+    let reader = image::ImageReader::new(std::io::Cursor::new(data));
     let reader = reader.with_guessed_format().map_err(|e| e.to_string())?;
     let img = reader.decode().map_err(|e| e.to_string())?;
     if img.width() == 0 || img.height() == 0 {
@@ -214,7 +225,7 @@ impl ImageDirSource {
                 return Ok(p.clone());
             }
         }
-        let img = decode_rgb(&path)?;
+        let img = read_rgb(&path)?;
         let (sw, sh) = img.dimensions();
         let (ow, oh) = *self.out_size.get_or_insert((
             if self.opts.width == 0 { sw } else { self.opts.width },

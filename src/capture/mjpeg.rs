@@ -9,8 +9,8 @@
 //! truncated frame followed by a new SOI is dropped, as is a truncated last
 //! frame.
 //!
-//! Frames are decoded with zune-jpeg into the caller's buffer, scaled (and
-//! letterboxed) to the requested size when it differs from the JPEG's (0 =
+//! Frames are decoded with libjpeg-turbo into the caller's buffer, scaled
+//! (in the DCT domain as far as it goes, then letterboxed) to the requested size when it differs from the JPEG's (0 =
 //! native; one 0 keeps the aspect ratio), and paced at `fps`. A JPEG that
 //! does not decode is [`CaptureError::Corrupt`]; the next read goes on with
 //! the following frame. A missing file (also one deleted while playing) is
@@ -22,9 +22,10 @@ use std::io::{self, Read};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use fast_image_resize::{FilterType, Resizer};
+use fast_image_resize::Resizer;
 
-use super::util::{decode_jpeg, letterbox_rgb, target_size, Pacer};
+use super::jpeg::JpegDecoder;
+use super::util::{decode_jpeg_frame, target_size, Pacer};
 use super::{CaptureError, Frame, Source, SourceOptions};
 
 /// A frame larger than this without an EOI is taken to be garbage.
@@ -232,6 +233,7 @@ pub struct MjpegFileSource {
     reader: Option<ByteReader<File>>,
     jpeg: Vec<u8>,
     decoded: Vec<u8>,
+    decoder: Option<JpegDecoder>,
     resizer: Resizer,
     pacer: Pacer,
     /// JPEGs found since the file was last (re)opened from the start.
@@ -247,6 +249,7 @@ impl MjpegFileSource {
             reader: None,
             jpeg: Vec::new(),
             decoded: Vec::new(),
+            decoder: None,
             resizer: Resizer::new(),
             pacer,
             frames_this_pass: 0,
@@ -329,26 +332,17 @@ impl Source for MjpegFileSource {
         self.pacer.wait();
         self.next_frame_data()?;
         let start = Instant::now();
-        let (w, h) = decode_jpeg(&self.jpeg, &mut self.decoded).map_err(CaptureError::Corrupt)?;
-        let (ow, oh) = target_size(self.opts.width, self.opts.height, w, h);
-        frame.reshape(ow, oh);
-        if (ow, oh) == (w, h) {
-            // Same size: hand the decoded buffer over and keep the frame's
-            // old one for the next decode (no copy, no allocation).
-            std::mem::swap(&mut frame.rgb, &mut self.decoded);
-        } else {
-            letterbox_rgb(
-                &mut self.resizer,
-                &self.decoded,
-                w,
-                h,
-                &mut frame.rgb,
-                ow,
-                oh,
-                FilterType::Bilinear,
-            )
-            .map_err(CaptureError::Corrupt)?;
-        }
+        let dec = super::jpeg::get_or_create(&mut self.decoder)?;
+        let (want_w, want_h) = (self.opts.width, self.opts.height);
+        decode_jpeg_frame(
+            dec,
+            &mut self.resizer,
+            &self.jpeg,
+            &mut self.decoded,
+            frame,
+            |w, h| target_size(want_w, want_h, w, h),
+        )
+        .map_err(CaptureError::Corrupt)?;
         frame.decode_time = start.elapsed();
         frame.captured_at = Instant::now();
         Ok(())
@@ -577,7 +571,9 @@ pub(crate) mod tests {
             .encode_image(&img)
             .unwrap();
         let mut out = Vec::new();
-        assert_eq!(decode_jpeg(&jpeg, &mut out).unwrap(), (32, 16));
+        let mut dec = JpegDecoder::new().unwrap();
+        let full = |_, _| (0, 0);
+        assert_eq!(dec.decode(&jpeg, &mut out, full).unwrap().width, 32);
         assert_eq!(out.len(), 32 * 16 * 3);
         let px = &out[(8 * 32 + 20) * 3..][..3];
         assert!(
@@ -587,6 +583,7 @@ pub(crate) mod tests {
         // Zero padding after EOI (as from a V4L2 buffer) is ignored.
         let mut padded = jpeg.clone();
         padded.resize(jpeg.len() + 4096, 0);
-        assert_eq!(decode_jpeg(&padded, &mut out).unwrap(), (32, 16));
+        let d = dec.decode(&padded, &mut out, full).unwrap();
+        assert_eq!((d.width, d.height), (32, 16));
     }
 }

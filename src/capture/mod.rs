@@ -77,6 +77,7 @@ pub trait Source: Send {
 
 pub mod convert;
 pub mod images;
+pub mod jpeg;
 pub mod mjpeg;
 pub mod resilient;
 pub mod test_pattern;

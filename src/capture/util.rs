@@ -7,6 +7,7 @@ use fast_image_resize::images::{CroppedImageMut, Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
 
+use super::jpeg::JpegDecoder;
 use super::Frame;
 
 /// Sleeps so that frames come out at a steady rate.
@@ -87,28 +88,42 @@ pub(crate) fn target_size(want_w: u32, want_h: u32, sw: u32, sh: u32) -> (u32, u
     }
 }
 
-/// Decodes one JPEG into packed RGB8 in `out` (resized to fit, capacity
-/// reused) and returns its size. Data after the EOI marker (padding) is
-/// ignored.
-pub(crate) fn decode_jpeg(data: &[u8], out: &mut Vec<u8>) -> Result<(u32, u32), String> {
-    use zune_jpeg::zune_core::bytestream::ZCursor;
-    use zune_jpeg::zune_core::colorspace::ColorSpace;
-    use zune_jpeg::zune_core::options::DecoderOptions;
-
-    let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB);
-    let mut dec = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(data), options);
-    dec.decode_headers()
-        .map_err(|e| format!("bad JPEG header: {e}"))?;
-    let (w, h) = dec.dimensions().ok_or("bad JPEG header: no size")?;
-    let n = dec
-        .output_buffer_size()
-        .ok_or("bad JPEG header: size overflows")?;
-    if n != w * h * 3 {
-        return Err(format!("JPEG decodes to {n} bytes for {w}x{h}, not RGB"));
+/// Decodes a JPEG into `frame` at the size `size(jpeg_w, jpeg_h)` returns,
+/// letterboxed when the aspect ratios differ. The decoder scales in the DCT
+/// domain down to what covers that size; the rest is a resize. `decoded` is
+/// scratch space that is swapped with the frame's buffer when no resize is
+/// needed (no copy). Returns the JPEG's own size.
+pub(crate) fn decode_jpeg_frame(
+    dec: &mut JpegDecoder,
+    resizer: &mut Resizer,
+    data: &[u8],
+    decoded: &mut Vec<u8>,
+    frame: &mut Frame,
+    size: impl FnOnce(u32, u32) -> (u32, u32),
+) -> Result<(u32, u32), String> {
+    let mut out = (0, 0);
+    let d = dec.decode(data, decoded, |w, h| {
+        out = size(w, h);
+        let (_, _, fw, fh) = fit_rect(w, h, out.0, out.1);
+        (fw, fh)
+    })?;
+    let (ow, oh) = out;
+    frame.reshape(ow, oh);
+    if (d.width, d.height) == (ow, oh) {
+        std::mem::swap(&mut frame.rgb, decoded);
+    } else {
+        letterbox_rgb(
+            resizer,
+            decoded,
+            d.width,
+            d.height,
+            &mut frame.rgb,
+            ow,
+            oh,
+            FilterType::Bilinear,
+        )?;
     }
-    out.resize(n, 0);
-    dec.decode_into(out).map_err(|e| format!("bad JPEG data: {e}"))?;
-    Ok((w as u32, h as u32))
+    Ok((d.jpeg_width, d.jpeg_height))
 }
 
 /// A crop of the source, in source pixels (fractions allowed).

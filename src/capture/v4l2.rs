@@ -12,7 +12,7 @@
 //!   `fps` (fps 0: the fastest). This matters: without it a driver may keep
 //!   whatever slow rate it was left at.
 //!
-//! Frames come out at the negotiated size; MJPEG is decoded with zune-jpeg
+//! Frames come out at the negotiated size; MJPEG is decoded with libjpeg-turbo
 //! (a JPEG of another size is letterboxed into it), the raw formats go
 //! through [`super::convert`].
 //! A buffer flagged `V4L2_BUF_FLAG_ERROR` or a JPEG that does not decode is
@@ -27,7 +27,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use fast_image_resize::{FilterType, Resizer};
+use fast_image_resize::Resizer;
 use v4l::buffer::{Flags as BufFlags, Metadata, Type as BufType};
 use v4l::capability::Flags as CapFlags;
 use v4l::frameinterval::FrameIntervalEnum;
@@ -38,7 +38,8 @@ use v4l::video::capture::Parameters;
 use v4l::video::Capture;
 use v4l::{Device, Format, FourCC, Fraction};
 
-use super::util::{decode_jpeg, letterbox_rgb};
+use super::jpeg::JpegDecoder;
+use super::util::decode_jpeg_frame;
 use super::{convert, CaptureError, Frame, PixelFormatPref, Source, SourceOptions};
 
 const MJPG: FourCC = FourCC { repr: *b"MJPG" };
@@ -371,6 +372,7 @@ pub struct V4l2Source {
     opts: SourceOptions,
     opened: Option<Opened>,
     decoded: Vec<u8>,
+    decoder: Option<JpegDecoder>,
     resizer: Resizer,
     /// Whether the JPEG-size mismatch was logged (once per source).
     size_warned: bool,
@@ -383,6 +385,7 @@ impl V4l2Source {
             opts,
             opened: None,
             decoded: Vec::new(),
+            decoder: None,
             resizer: Resizer::new(),
             size_warned: false,
         }
@@ -516,6 +519,7 @@ impl V4l2Source {
             opts,
             opened,
             decoded,
+            decoder,
             resizer,
             size_warned,
         } = self;
@@ -552,32 +556,18 @@ impl V4l2Source {
         let converted = match o.kind {
             PixelKind::Jpeg => {
                 // A zero-padded buffer is fine: decoding stops at EOI.
-                let (jw, jh) = decode_jpeg(data, decoded).map_err(CaptureError::Corrupt)?;
-                frame.reshape(w, h);
-                if (jw, jh) == (w, h) {
-                    std::mem::swap(&mut frame.rgb, decoded);
-                } else {
-                    // MJPEG frames need not match the negotiated size (a
-                    // loopback writer, some cameras): downstream gets one
-                    // size per stream, the picture letterboxed into it.
-                    if !*size_warned {
-                        *size_warned = true;
-                        tracing::info!(
-                            "{}: JPEG frames of {jw}x{jh} in a {w}x{h} stream; scaling them",
-                            path.display()
-                        );
-                    }
-                    letterbox_rgb(
-                        resizer,
-                        decoded,
-                        jw,
-                        jh,
-                        &mut frame.rgb,
-                        w,
-                        h,
-                        FilterType::Bilinear,
-                    )
+                // MJPEG frames need not match the negotiated size (a
+                // loopback writer, some cameras): downstream gets one size
+                // per stream, the picture letterboxed into it.
+                let dec = super::jpeg::get_or_create(decoder)?;
+                let (jw, jh) = decode_jpeg_frame(dec, resizer, data, decoded, frame, |_, _| (w, h))
                     .map_err(CaptureError::Corrupt)?;
+                if (jw, jh) != (w, h) && !*size_warned {
+                    *size_warned = true;
+                    tracing::info!(
+                        "{}: JPEG frames of {jw}x{jh} in a {w}x{h} stream; scaling them",
+                        path.display()
+                    );
                 }
                 Ok(())
             }

@@ -67,9 +67,8 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
     let rt = args.model.runtime()?;
     let settings = args.model.detector_settings(args.threshold, 5)?;
     let mut det = Detector::new(rt, &settings)?;
-    let img = image::open(&args.image)
-        .with_context(|| format!("cannot read image {}", args.image.display()))?
-        .to_rgb8();
+    let img = crate::capture::images::read_rgb(&args.image)
+        .map_err(|e| anyhow::anyhow!("cannot read image {}: {e}", args.image.display()))?;
     let (w, h) = match &args.frame_size {
         Some(s) => parse_size(s)?,
         None => det.input_size(),

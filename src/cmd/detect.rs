@@ -53,8 +53,8 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
     let mut out = stdout.lock();
     let mut failures = 0usize;
     for path in &args.images {
-        let img = match image::open(path) {
-            Ok(img) => img.to_rgb8(),
+        let img = match crate::capture::images::read_rgb(path) {
+            Ok(img) => img,
             Err(e) => {
                 eprintln!("error: cannot read image {}: {e}", path.display());
                 failures += 1;

@@ -11,7 +11,7 @@ use crate::capture::SourceOptions;
 use crate::config::{AuthMode, Config};
 use crate::http::{Auth, HttpSettings};
 use crate::infer::{Runtime, RuntimeSearch};
-use crate::pipeline::PipelineSettings;
+use crate::pipeline::{layout, PipelineSettings};
 use crate::service::{run_daemon, DaemonSettings, ReloadFn};
 
 /// Settings a command line may override in the config.
@@ -91,6 +91,9 @@ pub struct RunArgs {
 /// Pipeline settings from a validated config.
 pub fn pipeline_settings(cfg: &Config) -> anyhow::Result<PipelineSettings> {
     let s = &cfg.source;
+    let layout = layout::choose(layout::usable_cores(), cfg.model.workers, cfg.model.threads);
+    let mut detector = cfg.detector_settings();
+    detector.session.threads = layout.threads;
     Ok(PipelineSettings {
         source: s.parsed_uri().map_err(|e| anyhow::anyhow!("source.uri: {e}"))?,
         source_options: SourceOptions {
@@ -104,8 +107,9 @@ pub fn pipeline_settings(cfg: &Config) -> anyhow::Result<PipelineSettings> {
             stall_timeout: Duration::from_secs_f32(s.stall_timeout.max(0.0)),
             max_backoff: Duration::from_secs_f32(s.reconnect_max_backoff.max(0.1)),
         },
-        detector: cfg.detector_settings(),
-        workers: cfg.model.workers.max(1),
+        detector,
+        workers: layout.workers,
+        layout,
         every_nth: cfg.detect.every_nth.max(1),
         max_inference_fps: cfg.detect.max_inference_fps,
         jpeg_quality: cfg.stream.quality,

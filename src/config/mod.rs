@@ -75,6 +75,8 @@ pub struct Config {
 const MAX_SIDE: u32 = 16384;
 /// Most interpreters accepted in `model.workers`.
 const MAX_WORKERS: usize = 64;
+/// Most CPU threads accepted in `model.threads`.
+const MAX_THREADS: usize = 256;
 
 impl Config {
     /// Reads, parses and validates `path`, then resolves relative paths
@@ -186,10 +188,16 @@ impl Config {
         if m.path.as_os_str().is_empty() {
             return err("model.path", "must name the .tflite model".into());
         }
-        if m.workers == 0 || m.workers > MAX_WORKERS {
+        if m.workers > MAX_WORKERS {
             return err(
                 "model.workers",
-                format!("must be between 1 and {MAX_WORKERS}, not {}", m.workers),
+                format!("must be between 0 (choose) and {MAX_WORKERS}, not {}", m.workers),
+            );
+        }
+        if m.threads > MAX_THREADS {
+            return err(
+                "model.threads",
+                format!("must be between 0 (choose) and {MAX_THREADS}, not {}", m.threads),
             );
         }
         if m.top_k == 0 {

@@ -17,9 +17,11 @@ pub struct ModelConfig {
     /// (class numbers are shown). Default `models/coco_labels.txt`.
     #[serde(deserialize_with = "empty_path_is_none")]
     pub labels: Option<PathBuf>,
-    /// CPU threads per interpreter; `0` = all cores. Default 0.
+    /// CPU threads per interpreter; `0` = chosen with `workers` (see
+    /// `pipeline::layout`; `detect` uses all cores). Default 0.
     pub threads: usize,
-    /// Interpreters working on alternate frames (1..=64). Default 1.
+    /// Interpreters working on alternate frames (0..=64; `0` = one per core,
+    /// at most 4). Default 0.
     pub workers: usize,
     /// XNNPACK kernels; `false` uses LiteRT's builtin kernels. Default true.
     pub xnnpack: bool,
@@ -47,7 +49,7 @@ impl Default for ModelConfig {
             path: PathBuf::from("models/ssd_mobilenet_v2_coco_int8.tflite"),
             labels: Some(PathBuf::from("models/coco_labels.txt")),
             threads: 0,
-            workers: 1,
+            workers: 0,
             xnnpack: true,
             decoder: DecoderKind::Auto,
             top_k: 5,

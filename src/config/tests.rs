@@ -45,7 +45,7 @@ seconds_per_image = 3.0
 path = "models/ssd_mobilenet_v2_coco_int8.tflite"
 labels = "models/coco_labels.txt"
 threads = 0
-workers = 1
+workers = 0
 xnnpack = true
 decoder = "auto"
 top_k = 5
@@ -350,7 +350,7 @@ fn config_invalid_value_names_key_and_line() {
     let cases: &[(&str, &str, usize)] = &[
         ("[source]\nfps = -1.0\n", "source.fps", 2),
         ("[source]\nwidth = 0\n", "source.width", 2),
-        ("[model]\nworkers = 0\n", "model.workers", 2),
+        ("[model]\nworkers = 65\n", "model.workers", 2),
         ("[model]\npath = \"\"\n", "model.path", 2),
         ("[model]\nstd = 0.0\n", "model.std", 2),
         ("[model.ssd]\niou_threshold = 2.0\n", "model.ssd.iou_threshold", 2),

@@ -8,6 +8,7 @@
 //! JPEG once and publishes it to the hub. Frame buffers are recycled.
 
 mod encode;
+pub mod layout;
 mod slot;
 mod worker;
 
@@ -29,8 +30,10 @@ pub struct PipelineSettings {
     pub source: SourceUri,
     pub source_options: SourceOptions,
     pub detector: DetectorSettings,
-    /// Interpreters working on alternate frames.
+    /// Interpreters working on alternate frames (resolved: 1 or more).
     pub workers: usize,
+    /// How `workers` and the detector's threads were chosen.
+    pub layout: layout::Layout,
     /// Run inference on every Nth frame; others reuse the latest detections.
     pub every_nth: u32,
     /// At most this many inferences per second (0: no cap).
@@ -110,6 +113,11 @@ impl Pipeline {
             detectors.push(Detector::with_model(model.clone(), &settings.detector)?);
         }
         hub.metrics.set_build_info(&rt.path().display().to_string());
+        hub.metrics.inference_workers.set(workers as i64);
+        hub.metrics
+            .inference_threads
+            .set(settings.detector.session.threads as i64);
+        tracing::info!("inference: {}", settings.layout);
         let shared = Arc::new(Shared {
             hub,
             slot: Slot::new(),
@@ -275,6 +283,7 @@ mod tests {
             source_options: SourceOptions::default(),
             detector: DetectorSettings::new(model),
             workers: 1,
+            layout: layout::choose(1, 1, 1),
             every_nth: 1,
             max_inference_fps: 0.0,
             jpeg_quality: 80,

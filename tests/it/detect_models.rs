@@ -173,3 +173,93 @@ fn labels_that_do_not_fit_are_an_error() {
         "{err}"
     );
 }
+
+/// libjpeg-turbo (what every source and `detect` now decode JPEGs with)
+/// gives the pixels and the detections the previous decoder (zune-jpeg,
+/// through `image::open`) gave, on the JPEG test photos with both COCO
+/// models: pixels within a few levels, and for every object at least a
+/// tenth of the frame across (the SSD's smallest anchor) the same label, a
+/// box within 2% of the frame and a score within 0.05. Measured: mean pixel
+/// difference 0.01-0.1 levels, at most 3. Smaller objects are below the
+/// model's scale and their scores swing with any noise: a 19-pixel kite in
+/// kite.jpg scores 0.66 with one decoder and 0.58 with the other.
+#[test]
+fn libjpeg_turbo_decoding_keeps_the_detections() {
+    let mut photos: Vec<std::path::PathBuf> = std::fs::read_dir(common::root().join("tests/photos"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|x| x.eq_ignore_ascii_case("jpg") || x.eq_ignore_ascii_case("jpeg"))
+        })
+        .collect();
+    photos.sort();
+    assert!(photos.len() >= 7, "{} JPEG photos", photos.len());
+    let mut compared = 0;
+    for model in [common::coco_model(), common::coco_int8_model()] {
+        let mut d = detector(model.clone(), common::coco_labels(), 0.4);
+        for p in &photos {
+            let old = image::open(p).unwrap().to_rgb8();
+            let new = edgevision::capture::images::read_rgb(p).unwrap();
+            assert_eq!(old.dimensions(), new.dimensions(), "{}", p.display());
+            let diff: Vec<u32> = old
+                .as_raw()
+                .iter()
+                .zip(new.as_raw())
+                .map(|(a, b)| a.abs_diff(*b) as u32)
+                .collect();
+            let mean = diff.iter().sum::<u32>() as f64 / diff.len() as f64;
+            let max = diff.iter().copied().max().unwrap_or(0);
+            assert!(
+                mean < 0.25 && max <= 4,
+                "{}: pixels differ by {mean} on average, {max} at most",
+                p.display()
+            );
+            let (w, h) = new.dimensions();
+            let a = d.detect_image(&old).unwrap().0;
+            let b = d.detect_image(&new).unwrap().0;
+            // Detections near the threshold may cross it either way.
+            let firm = |x: &Detection| {
+                x.score >= 0.45 && (x.bbox.width() >= 0.1 * w as f32 || x.bbox.height() >= 0.1 * h as f32)
+            };
+            for (one, other, which) in [(&a, &b, "new"), (&b, &a, "old")] {
+                for x in one.iter().filter(|x| firm(x)) {
+                    let m = other
+                        .iter()
+                        .filter(|y| y.label == x.label)
+                        .map(|y| (box_gap(&x.bbox, &y.bbox, new.dimensions()), y))
+                        .min_by(|l, r| l.0.total_cmp(&r.0));
+                    let Some((gap, y)) = m else {
+                        panic!(
+                            "{} with {}: {x:?} missing from the {which} decoder's {other:?}",
+                            p.display(),
+                            model.display()
+                        );
+                    };
+                    assert!(gap <= 0.02, "{}: box moved {gap}: {x:?} vs {y:?}", p.display());
+                    assert!(
+                        (x.score - y.score).abs() <= 0.05,
+                        "{}: {x:?} vs {y:?}",
+                        p.display()
+                    );
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert!(compared >= 40, "only {compared} detections compared");
+}
+
+/// Largest coordinate difference of two boxes in pixels of a `w` x `h`
+/// frame, as a fraction of the frame's width or height.
+fn box_gap(a: &BBox, b: &BBox, (w, h): (u32, u32)) -> f32 {
+    let (w, h) = (w as f32, h as f32);
+    [
+        (a.left - b.left).abs() / w,
+        (a.top - b.top).abs() / h,
+        (a.right - b.right).abs() / w,
+        (a.bottom - b.bottom).abs() / h,
+    ]
+    .into_iter()
+    .fold(0.0, f32::max)
+}
