@@ -36,6 +36,9 @@ pub struct FrameReport {
     pub height: u32,
     /// Whether the source is delivering frames (false: "no signal" frame).
     pub signal: bool,
+    /// Who draws the boxes: "burn" (in the frames), "client" (the page, from
+    /// these reports) or "off".
+    pub annotate: &'static str,
     pub inference_ms: f64,
     /// From frame read to JPEG ready.
     pub latency_ms: f64,

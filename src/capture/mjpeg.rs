@@ -333,6 +333,13 @@ impl Source for MjpegFileSource {
         self.next_frame_data()?;
         let start = Instant::now();
         let dec = super::jpeg::get_or_create(&mut self.decoder)?;
+        if let Some(need) = self.opts.pass_jpeg {
+            super::jpeg::decode_passing_jpeg(dec, &self.jpeg, need, frame).map_err(CaptureError::Corrupt)?;
+            frame.decode_time = start.elapsed();
+            frame.captured_at = Instant::now();
+            return Ok(());
+        }
+        frame.jpeg.clear();
         let (want_w, want_h) = (self.opts.width, self.opts.height);
         decode_jpeg_frame(
             dec,

@@ -16,6 +16,12 @@ pub struct Frame {
     pub captured_at: Instant,
     /// Time spent decoding or converting into RGB.
     pub decode_time: Duration,
+    /// With [`SourceOptions::pass_jpeg`]: the source's own JPEG bytes for
+    /// this frame (empty for sources that do not deliver JPEG), whose size
+    /// is `jpeg_width` x `jpeg_height`; `rgb` is then a DCT-scaled decode.
+    pub jpeg: Vec<u8>,
+    pub jpeg_width: u32,
+    pub jpeg_height: u32,
 }
 
 impl Default for Frame {
@@ -26,6 +32,9 @@ impl Default for Frame {
             rgb: Vec::new(),
             captured_at: Instant::now(),
             decode_time: Duration::ZERO,
+            jpeg: Vec::new(),
+            jpeg_width: 0,
+            jpeg_height: 0,
         }
     }
 }
@@ -171,6 +180,10 @@ pub struct SourceOptions {
     pub stall_timeout: Duration,
     /// [`Resilient`]: the longest wait between reconnect attempts.
     pub max_backoff: Duration,
+    /// JPEG sources (V4L2 MJPEG, `mjpeg:`): keep each frame's JPEG bytes in
+    /// [`Frame::jpeg`] and decode only at the smallest DCT scale that covers
+    /// this size (the model input); `width` and `height` are then ignored.
+    pub pass_jpeg: Option<(u32, u32)>,
 }
 
 impl Default for SourceOptions {
@@ -185,6 +198,7 @@ impl Default for SourceOptions {
             seconds_per_image: 4.0,
             stall_timeout: Duration::from_secs(5),
             max_backoff: Duration::from_secs(8),
+            pass_jpeg: None,
         }
     }
 }

@@ -560,6 +560,14 @@ impl V4l2Source {
                 // loopback writer, some cameras): downstream gets one size
                 // per stream, the picture letterboxed into it.
                 let dec = super::jpeg::get_or_create(decoder)?;
+                if let Some(need) = opts.pass_jpeg {
+                    super::jpeg::decode_passing_jpeg(dec, data, need, frame)
+                        .map_err(CaptureError::Corrupt)?;
+                    frame.decode_time = start.elapsed();
+                    frame.captured_at = Instant::now();
+                    return Ok(true);
+                }
+                frame.jpeg.clear();
                 let (jw, jh) = decode_jpeg_frame(dec, resizer, data, decoded, frame, |_, _| (w, h))
                     .map_err(CaptureError::Corrupt)?;
                 if (jw, jh) != (w, h) && !*size_warned {

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::capture::SourceOptions;
-use crate::config::{AuthMode, Config};
+use crate::config::{Annotate, AuthMode, Config};
 use crate::http::{Auth, HttpSettings};
 use crate::infer::{Runtime, RuntimeSearch};
 use crate::pipeline::{layout, PipelineSettings};
@@ -38,6 +38,11 @@ pub struct Overrides {
     /// Minimum detection score (0..1).
     #[arg(long, value_name = "T")]
     pub threshold: Option<f32>,
+    /// Who draws the boxes (`stream.annotate`): burn (into the frames),
+    /// off, or client (JPEG sources' frames forwarded untouched, the page
+    /// draws).
+    #[arg(long, value_name = "MODE", value_parser = ["burn", "off", "client"])]
+    pub annotate: Option<String>,
     /// The LiteRT library.
     #[arg(long, value_name = "PATH")]
     pub runtime: Option<PathBuf>,
@@ -68,6 +73,12 @@ impl Overrides {
         }
         if let Some(t) = self.threshold {
             cfg.detect.threshold = t;
+        }
+        match self.annotate.as_deref() {
+            Some("burn") => cfg.stream.annotate = Annotate::Burn,
+            Some("off") => cfg.stream.annotate = Annotate::Off,
+            Some("client") => cfg.stream.annotate = Annotate::Client,
+            _ => {}
         }
         if let Some(r) = &self.runtime {
             cfg.runtime = Some(r.clone());
@@ -106,6 +117,8 @@ pub fn pipeline_settings(cfg: &Config) -> anyhow::Result<PipelineSettings> {
             seconds_per_image: s.seconds_per_image,
             stall_timeout: Duration::from_secs_f32(s.stall_timeout.max(0.0)),
             max_backoff: Duration::from_secs_f32(s.reconnect_max_backoff.max(0.1)),
+            // Set by the pipeline from the model's input size.
+            pass_jpeg: None,
         },
         detector,
         workers: layout.workers,

@@ -45,7 +45,7 @@ pub use error::ConfigError;
 pub use http::{AuthConfig, AuthMode, HttpConfig, UserConfig};
 pub use model::ModelConfig;
 pub use source::SourceConfig;
-pub use stream::StreamConfig;
+pub use stream::{Annotate, StreamConfig};
 
 use crate::infer::ssd::SsdDecoder;
 use crate::infer::{DecodeSettings, DetectorSettings, Normalization, SessionOptions};

@@ -1,6 +1,58 @@
 //! `[stream]`: the annotated MJPEG stream.
 
-use serde::Deserialize;
+use std::fmt;
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer};
+
+/// Who draws the detection boxes (`stream.annotate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Annotate {
+    /// `true`: burned into the frames, which are decoded and re-encoded
+    /// (what VLC, ffmpeg and `<img>` embeds need).
+    #[default]
+    Burn,
+    /// `false`: not drawn.
+    Off,
+    /// `"client"`: JPEG sources' frames are forwarded untouched and the
+    /// page draws the boxes from `/api/events`; inference decodes only at
+    /// the scale the model needs.
+    Client,
+}
+
+impl Annotate {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Annotate::Burn => "burn",
+            Annotate::Off => "off",
+            Annotate::Client => "client",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Annotate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Annotate;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"true, false or "client""#)
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Annotate, E> {
+                Ok(if v { Annotate::Burn } else { Annotate::Off })
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Annotate, E> {
+                match v {
+                    "client" => Ok(Annotate::Client),
+                    "burn" => Ok(Annotate::Burn),
+                    "off" => Ok(Annotate::Off),
+                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 /// `[stream]`: JPEG encoding, drawing, and stream clients.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -16,8 +68,10 @@ pub struct StreamConfig {
     /// Seconds a stalled client may block its own send before it is cut
     /// off. Default 10.
     pub client_timeout: f32,
-    /// Draw detection boxes and labels. Default true.
-    pub annotate: bool,
+    /// Boxes and labels: `true` draws them into the frames, `false` does
+    /// not, `"client"` forwards JPEG sources' frames untouched and lets the
+    /// page draw them. Default true.
+    pub annotate: Annotate,
 }
 
 impl Default for StreamConfig {
@@ -27,7 +81,7 @@ impl Default for StreamConfig {
             overlay: true,
             max_clients: 20,
             client_timeout: 10.0,
-            annotate: true,
+            annotate: Annotate::Burn,
         }
     }
 }

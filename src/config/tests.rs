@@ -322,6 +322,26 @@ fn config_wrong_type_names_key_and_line() {
             .starts_with("config/x.toml:2: detect.label_thresholds.person: invalid type"),
         "{e}"
     );
+    let e = parse_err("[stream]\nannotate = \"canvas\"\n");
+    assert_eq!(
+        e.to_string(),
+        "config/x.toml:2: stream.annotate: invalid value: string \"canvas\", expected true, false or \"client\""
+    );
+    let e = parse_err("[stream]\nannotate = 1\n");
+    assert!(
+        e.to_string()
+            .starts_with("config/x.toml:2: stream.annotate: invalid type: integer `1`"),
+        "{e}"
+    );
+    for (text, want) in [
+        ("true", Annotate::Burn),
+        ("false", Annotate::Off),
+        ("\"client\"", Annotate::Client),
+        ("\"burn\"", Annotate::Burn),
+    ] {
+        let c = parse(&format!("[stream]\nannotate = {text}\n")).unwrap();
+        assert_eq!(c.stream.annotate, want, "{text}");
+    }
     let e = parse_err("source = 5\n");
     assert!(
         e.to_string()

@@ -2,7 +2,7 @@
 //!
 //! Layout (what mjpg-streamer sends, which Chromium, Firefox and VLC play):
 //! the body opens with `--BOUNDARY\r\n`, then per frame
-//! `Content-Type: image/jpeg\r\nContent-Length: N\r\n\r\n<N bytes>\r\n--BOUNDARY\r\n`.
+//! `Content-Type: image/jpeg\r\nContent-Length: N\r\nX-Frame: SEQ\r\n\r\n<N bytes>\r\n--BOUNDARY\r\n`.
 //! Sending the next boundary right after the bytes lets browsers show the
 //! frame at once instead of waiting for the next one. The JPEG `Bytes` are
 //! shared, never copied per client.
@@ -126,9 +126,12 @@ fn parts(pump: Pump) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
 }
 
 fn part(frame: &EncodedFrame) -> [Bytes; 3] {
+    // X-Frame is the report's `frame` number: a page drawing the boxes
+    // itself pairs each picture with its detections by it.
     let head = format!(
-        "Content-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
-        frame.jpeg.len()
+        "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Frame: {}\r\n\r\n",
+        frame.jpeg.len(),
+        frame.seq
     );
     [
         Bytes::from(head),

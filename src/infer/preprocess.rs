@@ -21,6 +21,13 @@ pub struct Normalization {
     pub std: Option<f32>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum QMap {
+    Identity,
+    FlipTopBit,
+    Table,
+}
+
 /// Input element handling chosen once from the tensor spec.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
@@ -34,6 +41,10 @@ pub struct Preprocessor {
     height: u32,
     kind: Kind,
     lut_q: [u8; 256],
+    /// What `lut_q` does, when it is one of the common cases that need no
+    /// table (uint8 pixels as they are; int8 = pixel - 128, a flip of the
+    /// top bit, which vectorizes).
+    q_map: QMap,
     lut_f: [f32; 256],
     resizer: Resizer,
     resized: Image<'static>,
@@ -82,11 +93,19 @@ impl Preprocessor {
                 }
             }
         }
+        let q_map = if (0..256).all(|i| lut_q[i] as usize == i) {
+            QMap::Identity
+        } else if (0..256).all(|i| lut_q[i] as usize == i ^ 0x80) {
+            QMap::FlipTopBit
+        } else {
+            QMap::Table
+        };
         Ok(Self {
             width: w,
             height: h,
             kind,
             lut_q,
+            q_map,
             lut_f,
             resizer: Resizer::new(),
             resized: Image::new(w, h, PixelType::U8x3),
@@ -119,31 +138,54 @@ impl Preprocessor {
                 self.input_bytes()
             )));
         }
-        let pixels: &[u8] = if width == self.width && height == self.height {
+        let n = (self.width * self.height * 3) as usize;
+        let same = width == self.width && height == self.height;
+        if same && rgb.len() < n {
+            return Err(InferError::Settings(format!(
+                "frame {width}x{height} has {} bytes, not {n}",
+                rgb.len()
+            )));
+        }
+        let bad =
+            |e: &dyn std::fmt::Display| InferError::Settings(format!("bad frame {width}x{height}: {e}"));
+        if self.kind != Kind::F32 {
+            // Quantized input: resize straight into the tensor, then map
+            // the values in place. No staging copy.
+            let out = &mut dst[..n];
+            if same {
+                out.copy_from_slice(&rgb[..n]);
+            } else {
+                let src = ImageRef::new(width, height, rgb, PixelType::U8x3).map_err(|e| bad(&e))?;
+                let mut img = Image::from_slice_u8(self.width, self.height, out, PixelType::U8x3)
+                    .map_err(|e| InferError::Settings(format!("input tensor: {e}")))?;
+                self.resizer
+                    .resize(&src, &mut img, &self.options)
+                    .map_err(|e| InferError::Settings(format!("resize failed: {e}")))?;
+            }
+            let out = &mut dst[..n];
+            match self.q_map {
+                QMap::Identity => {}
+                QMap::FlipTopBit => out.iter_mut().for_each(|v| *v ^= 0x80),
+                QMap::Table => {
+                    let lut = &self.lut_q;
+                    out.iter_mut().for_each(|v| *v = lut[*v as usize]);
+                }
+            }
+            return Ok(());
+        }
+        let pixels: &[u8] = if same {
             rgb
         } else {
-            let src = ImageRef::new(width, height, rgb, PixelType::U8x3)
-                .map_err(|e| InferError::Settings(format!("bad frame {width}x{height}: {e}")))?;
+            let src = ImageRef::new(width, height, rgb, PixelType::U8x3).map_err(|e| bad(&e))?;
             self.resizer
                 .resize(&src, &mut self.resized, &self.options)
                 .map_err(|e| InferError::Settings(format!("resize failed: {e}")))?;
             self.resized.buffer()
         };
-        let n = (self.width * self.height * 3) as usize;
-        let pixels = &pixels[..n];
-        match self.kind {
-            Kind::U8 | Kind::I8 => {
-                let lut = &self.lut_q;
-                for (d, s) in dst[..n].iter_mut().zip(pixels) {
-                    *d = lut[*s as usize];
-                }
-            }
-            Kind::F32 => {
-                let lut = &self.lut_f;
-                for (d, s) in dst[..n * 4].chunks_exact_mut(4).zip(pixels) {
-                    d.copy_from_slice(&lut[*s as usize].to_ne_bytes());
-                }
-            }
+        // Float input: through the staging image and the float table.
+        let lut = &self.lut_f;
+        for (d, s) in dst[..n * 4].chunks_exact_mut(4).zip(&pixels[..n]) {
+            d.copy_from_slice(&lut[*s as usize].to_ne_bytes());
         }
         Ok(())
     }
@@ -185,6 +227,34 @@ mod tests {
             .collect();
         assert!((f[0] + 1.0).abs() < 1e-6);
         assert!((f[11] - (220.0 - 127.5) / 127.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn quantized_inputs_are_resized_into_the_tensor_and_mapped_in_place() {
+        // A 6x4 gradient resized to the 2x2 input: int8 is uint8 shifted by 128.
+        let rgb: Vec<u8> = (0..6 * 4 * 3).map(|i| (i * 3) as u8).collect();
+        let mut u = Preprocessor::new(&spec(DType::U8, 1.0, 0), Normalization::default()).unwrap();
+        let mut i = Preprocessor::new(&spec(DType::I8, 1.0, 0), Normalization::default()).unwrap();
+        assert_eq!((u.q_map, i.q_map), (QMap::Identity, QMap::FlipTopBit));
+        let (mut a, mut b) = (vec![0u8; 12], vec![0u8; 12]);
+        u.run(&rgb, 6, 4, &mut a).unwrap();
+        i.run(&rgb, 6, 4, &mut b).unwrap();
+        assert!(a.iter().any(|&v| v > 100) && a.iter().any(|&v| v < 100), "{a:?}");
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(*y as i8 as i32, *x as i32 - 128);
+        }
+        // A table that is neither: explicit normalisation.
+        let norm = Normalization {
+            mean: Some(0.0),
+            std: Some(2.0),
+        };
+        let mut t = Preprocessor::new(&spec(DType::U8, 1.0, 0), norm).unwrap();
+        assert_eq!(t.q_map, QMap::Table);
+        let mut c = vec![0u8; 12];
+        t.run(&rgb, 6, 4, &mut c).unwrap();
+        for (x, y) in a.iter().zip(&c) {
+            assert!((*y as i32 - (*x as i32 / 2)).abs() <= 1, "{x} -> {y}");
+        }
     }
 
     #[test]

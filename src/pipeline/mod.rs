@@ -18,6 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::capture::{self, Frame, SourceOptions, SourceUri};
+use crate::config::Annotate;
 use crate::hub::Hub;
 use crate::infer::{Detection, Detector, DetectorSettings, FilterSettings, InferError, Model, Runtime};
 
@@ -41,8 +42,8 @@ pub struct PipelineSettings {
     pub jpeg_quality: u8,
     /// FPS and latency text on the frames.
     pub overlay: bool,
-    /// Boxes and labels on the frames.
-    pub annotate: bool,
+    /// Who draws boxes and labels.
+    pub annotate: Annotate,
     /// Stop after this many processed frames (benchmarks).
     pub frame_limit: Option<u64>,
 }
@@ -132,7 +133,13 @@ impl Pipeline {
             live_generation: AtomicU64::new(0),
         });
         let mut threads = Vec::new();
-        let source = capture::open_source(&settings.source, &settings.source_options);
+        let mut source_opts = settings.source_options.clone();
+        if settings.annotate == Annotate::Client {
+            // JPEG frames go to clients as they came; inference needs only
+            // enough pixels for the model's input.
+            source_opts.pass_jpeg = detectors.first().map(|d| d.input_size());
+        }
+        let source = capture::open_source(&settings.source, &source_opts);
         let saved = settings.clone();
         let cap_shared = shared.clone();
         let opts = settings.source_options.clone();
@@ -255,6 +262,8 @@ fn restart_reason(
         Some("the source settings changed")
     } else if a != b {
         Some("the model or its settings changed")
+    } else if (old.annotate == Annotate::Client) != (new.annotate == Annotate::Client) {
+        Some("stream.annotate changed to or from \"client\"")
     } else if old.workers != new.workers {
         Some("the number of workers changed")
     } else if model_mtime(&new.detector.model) != old_mtime {
@@ -288,7 +297,7 @@ mod tests {
             max_inference_fps: 0.0,
             jpeg_quality: 80,
             overlay: true,
-            annotate: true,
+            annotate: Annotate::Burn,
             frame_limit: None,
         }
     }

@@ -11,7 +11,8 @@ use image::RgbImage;
 use super::encode::JpegEncoder;
 use super::slot::FpsMeter;
 use super::{FrameTiming, PipelineSettings, Shared};
-use crate::annotate::{draw_detections, draw_text_block, AnnotateStyle};
+use crate::annotate::{draw_detections, draw_text_block, label_color, AnnotateStyle};
+use crate::config::Annotate;
 use crate::hub::{EncodedFrame, FrameReport};
 use crate::infer::{detection_json, Detection, Detector};
 
@@ -21,7 +22,7 @@ pub(crate) struct WorkerSettings {
     min_interval: Option<Duration>,
     quality: u8,
     overlay: bool,
-    annotate: bool,
+    annotate: Annotate,
 }
 
 impl From<&PipelineSettings> for WorkerSettings {
@@ -144,7 +145,10 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
             }
         };
         let style = AnnotateStyle::for_size(w, h);
-        if ws.annotate && c.signal {
+        // "client": the page draws boxes and figures; the frame stays as
+        // the camera sent it.
+        let burn = ws.annotate == Annotate::Burn;
+        if burn && c.signal {
             if kind == "classifier" {
                 let lines: Vec<String> = dets
                     .iter()
@@ -164,7 +168,7 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
             fps.reset();
             0.0
         };
-        if ws.overlay && c.signal {
+        if ws.overlay && c.signal && ws.annotate != Annotate::Client {
             use std::fmt::Write;
             overlay_text.clear();
             let latency = c.read_at.elapsed().as_secs_f64() * 1e3;
@@ -178,12 +182,22 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
         t.annotate = t_annotate.elapsed();
 
         let t_encode = Instant::now();
-        let jpeg = match encoder.encode(img.as_raw(), w, h) {
-            Ok(b) => Bytes::copy_from_slice(b),
-            Err(e) => {
-                tracing::error!("JPEG encoding failed: {e}");
-                recycle(&shared, img, w, h);
-                continue;
+        let passed = !c.frame.jpeg.is_empty();
+        let (sw, sh) = if passed {
+            (c.frame.jpeg_width, c.frame.jpeg_height)
+        } else {
+            (w, h)
+        };
+        let jpeg = if passed {
+            Bytes::copy_from_slice(&c.frame.jpeg)
+        } else {
+            match encoder.encode(img.as_raw(), w, h) {
+                Ok(b) => Bytes::copy_from_slice(b),
+                Err(e) => {
+                    tracing::error!("JPEG encoding failed: {e}");
+                    recycle(&shared, img, c.frame.jpeg, w, h);
+                    continue;
+                }
             }
         };
         t.encode = t_encode.elapsed();
@@ -197,21 +211,22 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
             shared.hub.publish_frame(EncodedFrame {
                 seq: c.seq,
                 jpeg,
-                width: w,
-                height: h,
+                width: sw,
+                height: sh,
                 timestamp_ms: c.timestamp_ms,
             });
             shared.hub.publish_report(FrameReport {
                 frame: c.seq,
                 timestamp_ms: c.timestamp_ms,
-                width: w,
-                height: h,
+                width: sw,
+                height: sh,
+                annotate: ws.annotate.as_str(),
                 signal: c.signal,
                 inference_ms: last_inference_ms,
                 latency_ms: t.latency.as_secs_f64() * 1e3,
                 fps: fps_now,
                 model_kind: kind,
-                detections: detection_json(&dets),
+                detections: report_detections(&dets, (w, h), (sw, sh)),
             });
             metrics.processing_fps.set(fps_now);
         } else {
@@ -228,15 +243,46 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
                 shared.slot.close();
             }
         }
-        recycle(&shared, img, w, h);
+        recycle(&shared, img, c.frame.jpeg, w, h);
     }
 }
 
-fn recycle(shared: &Shared, img: RgbImage, w: u32, h: u32) {
+/// The report's detections: in pixels of the streamed frame (the camera's
+/// JPEG when it is passed through, which inference saw DCT-scaled), each
+/// with the colour its box is drawn in (`#rrggbb`) for clients that draw.
+fn report_detections(dets: &[Detection], (w, h): (u32, u32), (sw, sh): (u32, u32)) -> Vec<serde_json::Value> {
+    let mut json = if (w, h) == (sw, sh) || w == 0 || h == 0 {
+        detection_json(dets)
+    } else {
+        let (fx, fy) = (sw as f32 / w as f32, sh as f32 / h as f32);
+        let scaled: Vec<Detection> = dets
+            .iter()
+            .map(|d| {
+                let mut d = d.clone();
+                d.bbox.left *= fx;
+                d.bbox.right *= fx;
+                d.bbox.top *= fy;
+                d.bbox.bottom *= fy;
+                d
+            })
+            .collect();
+        detection_json(&scaled)
+    };
+    for (j, d) in json.iter_mut().zip(dets) {
+        let [r, g, b] = label_color(&d.label).0;
+        j["color"] = format!("#{r:02x}{g:02x}{b:02x}").into();
+    }
+    json
+}
+
+/// Hands the buffers back to the capture thread, the JPEG one emptied.
+fn recycle(shared: &Shared, img: RgbImage, mut jpeg: Vec<u8>, w: u32, h: u32) {
+    jpeg.clear();
     let mut frame = crate::capture::Frame {
         width: w,
         height: h,
         rgb: img.into_raw(),
+        jpeg,
         ..Default::default()
     };
     frame.reshape(w, h);

@@ -40,8 +40,31 @@ fn dog_daemon() -> (Daemon, tempfile::TempDir) {
 
 #[test]
 fn the_page_shows_the_live_stream_with_boxes() {
-    let chromium = installed(&["chromium", "chromium-browser"]);
     let (d, _photos) = dog_daemon();
+    chromium_shows_dog_box(&d);
+}
+
+/// `stream.annotate = "client"`: the stream has no boxes; the page draws
+/// them on a canvas from the reports.
+#[test]
+fn the_page_draws_the_boxes_itself_in_client_mode() {
+    let (d, _dir, _dog) = crate::client_annotate::client_mode_daemon("");
+    // The stream itself carries the photo without any box.
+    let part = common::daemon::open_stream(&d.addr, Duration::from_secs(10))
+        .next_part()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let frame = dir.path().join("part.png");
+    image::load_from_memory(&part).unwrap().save(&frame).unwrap();
+    assert!(
+        dog_box_run(&frame) < 60,
+        "the streamed frame already has a box drawn in it"
+    );
+    chromium_shows_dog_box(&d);
+}
+
+fn chromium_shows_dog_box(d: &Daemon) {
+    let chromium = installed(&["chromium", "chromium-browser"]);
     let profile = tempfile::tempdir().unwrap();
     let shot = profile.path().join("page.png");
     let out = Command::new(chromium)
@@ -167,8 +190,8 @@ fn vlc_plays_the_mjpeg_stream() {
     assert_shows_dog_box(frame, "vlc");
 }
 
-/// The picture holds the photo (many colours) and the dog's box.
-fn assert_shows_dog_box(shot: &Path, client: &str) {
+/// The longest horizontal run of the dog's box colour in a picture.
+fn dog_box_run(shot: &Path) -> u32 {
     let img = image::open(shot).expect("the picture is a PNG").to_rgb8();
 
     // The dog's box is drawn in the dog's colour: a long straight run of it.
@@ -178,7 +201,7 @@ fn assert_shows_dog_box(shot: &Path, client: &str) {
             .zip(colour.0.iter())
             .all(|(a, b)| (*a as i32 - *b as i32).abs() < 60)
     };
-    let longest_run = (0..img.height())
+    (0..img.height())
         .map(|y| {
             let (mut best, mut run) = (0, 0);
             for x in 0..img.width() {
@@ -188,7 +211,13 @@ fn assert_shows_dog_box(shot: &Path, client: &str) {
             best
         })
         .max()
-        .unwrap();
+        .unwrap()
+}
+
+/// The picture holds the photo (many colours) and the dog's box.
+fn assert_shows_dog_box(shot: &Path, client: &str) {
+    let img = image::open(shot).expect("the picture is a PNG").to_rgb8();
+    let longest_run = dog_box_run(shot);
     assert!(
         longest_run >= 60,
         "{client}: no dog box in the picture (longest run {longest_run} px)"

@@ -369,3 +369,58 @@ fn bench_soak_reports_resident_memory_while_serving() {
     assert!(max > 5.0 && max < 2000.0, "{v}");
     assert!(v["rss_mb"]["end"].as_f64().unwrap() <= max, "{v}");
 }
+
+/// `bench` with the default layout (workers = threads = 0) on all cores and
+/// pinned to one core with `taskset`: the layout fits the cores it was given
+/// and the JSON reports it, with the CPU time per frame.
+#[test]
+fn automatic_layout_fits_the_cores_the_process_may_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = short_video(dir.path());
+    let bench = |pin: Option<&str>| -> Value {
+        let mut cmd = match pin {
+            Some(cpus) => {
+                let mut c = std::process::Command::new("taskset");
+                c.args(["-c", cpus])
+                    .arg(env!("CARGO_BIN_EXE_edgevision"))
+                    .current_dir(common::root())
+                    .env_remove("EDGEVISION_LITERT");
+                c
+            }
+            None => common::bin(),
+        };
+        cmd.args(["bench", "--frames", "8", "--json", "--source"])
+            .arg(format!("mjpeg:{}", video.display()))
+            .arg("--model")
+            .arg(common::coco_model())
+            .arg("--labels")
+            .arg(common::coco_labels());
+        let out = common::run(&mut cmd);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        serde_json::from_str(out.stdout.trim()).expect("one JSON object")
+    };
+    let cores = std::thread::available_parallelism().unwrap().get() as u64;
+    let all = bench(None);
+    let layout = &all["layout"];
+    assert_eq!(layout["cores"], cores, "{all}");
+    assert_eq!(layout["auto"], true, "{all}");
+    let (w, t) = (
+        layout["workers"].as_u64().unwrap(),
+        layout["threads"].as_u64().unwrap(),
+    );
+    assert!(w >= 1 && t >= 1 && w * t <= cores, "{all}");
+    assert_eq!(
+        (all["workers"].as_u64(), all["threads"].as_u64()),
+        (Some(w), Some(t))
+    );
+    let cpu = all["cpu_ms_per_frame"].as_f64().unwrap();
+    assert!(cpu > 0.0, "{all}");
+
+    let one = bench(Some("0"));
+    assert_eq!(one["layout"]["cores"], 1, "{one}");
+    assert_eq!(
+        (one["workers"].as_u64(), one["threads"].as_u64()),
+        (Some(1), Some(1)),
+        "{one}"
+    );
+}

@@ -148,6 +148,7 @@ fn publish(hub: &Hub, seq: u64, jpeg: Bytes, width: u32, height: u32) {
         width,
         height,
         signal: true,
+        annotate: "burn",
         inference_ms: 12.5,
         latency_ms: 20.25,
         fps: FPS as f64,

@@ -10,6 +10,7 @@ mod common;
 mod browser;
 mod classifier;
 mod cli_detect;
+mod client_annotate;
 mod config_errors;
 mod convert;
 mod convert_io;

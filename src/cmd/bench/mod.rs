@@ -166,6 +166,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "seconds": seconds,
         "fps": frames as f64 / seconds,
         "cpu_ms_per_frame": ms(cpu) / frames as f64,
+        "annotate": cfg.stream.annotate.as_str(),
         "threads": threads,
         "workers": workers,
         "layout": layout,

@@ -2,7 +2,8 @@
 //! streams read by raw sockets (`http_server`) and by reqwest (the daemon
 //! tests). It checks the framing byte by byte, as `src/http/mjpeg.rs`
 //! documents it: the body opens with `--BOUNDARY\r\n`, then per part
-//! `Content-Type: image/jpeg\r\nContent-Length: N\r\n\r\n<N bytes>\r\n--BOUNDARY\r\n`.
+//! `Content-Type: image/jpeg\r\nContent-Length: N\r\nX-Frame: SEQ\r\n\r\n<N bytes>\r\n--BOUNDARY\r\n`,
+//! SEQ rising from part to part.
 
 use std::io::{self, BufRead, Read};
 use std::time::{Duration, Instant};
@@ -11,6 +12,8 @@ use std::time::{Duration, Instant};
 pub struct Mjpeg {
     body: Box<dyn BufRead + Send>,
     delimiter: String,
+    /// The last part's `X-Frame` number.
+    pub seq: Option<u64>,
 }
 
 impl Mjpeg {
@@ -27,7 +30,11 @@ impl Mjpeg {
             delimiter,
             "stream opens with the boundary"
         );
-        Mjpeg { body, delimiter }
+        Mjpeg {
+            body,
+            delimiter,
+            seq: None,
+        }
     }
 
     /// The next part's JPEG bytes, checking its headers and framing; an
@@ -35,6 +42,7 @@ impl Mjpeg {
     pub fn next_part(&mut self) -> io::Result<Vec<u8>> {
         let mut length = None;
         let mut content_type = None;
+        let mut seq = None;
         loop {
             let line = read_line(&mut self.body)?;
             if line == "\r\n" {
@@ -44,10 +52,16 @@ impl Mjpeg {
             match name.to_ascii_lowercase().as_str() {
                 "content-length" => length = Some(value.trim().parse::<usize>().unwrap()),
                 "content-type" => content_type = Some(value.trim().to_owned()),
+                "x-frame" => seq = Some(value.trim().parse::<u64>().expect("X-Frame number")),
                 _ => {}
             }
         }
         assert_eq!(content_type.as_deref(), Some("image/jpeg"));
+        let seq = seq.expect("part X-Frame");
+        if let Some(prev) = self.seq {
+            assert!(seq > prev, "X-Frame {seq} after {prev}");
+        }
+        self.seq = Some(seq);
         let mut jpeg = vec![0; length.expect("part Content-Length")];
         self.body.read_exact(&mut jpeg)?;
         assert_eq!(read_line(&mut self.body)?, "\r\n", "CRLF after the part's bytes");
