@@ -55,6 +55,9 @@ pub struct Hub {
     /// Frames published since start, across pipeline restarts (the
     /// watchdog's sign of life).
     published: AtomicU64,
+    /// The highest frame number published: a restarted pipeline numbers
+    /// its frames on from here, so clients never see the numbers go back.
+    last_seq: AtomicU64,
     pub metrics: Arc<Metrics>,
 }
 
@@ -65,12 +68,14 @@ impl Hub {
             reports: watch::channel(None).0,
             ready: AtomicBool::new(false),
             published: AtomicU64::new(0),
+            last_seq: AtomicU64::new(0),
             metrics,
         })
     }
 
     /// Replaces the current frame; never blocks.
     pub fn publish_frame(&self, frame: EncodedFrame) {
+        self.last_seq.fetch_max(frame.seq, Ordering::Relaxed);
         self.frames.send_replace(Some(Arc::new(frame)));
         self.published.fetch_add(1, Ordering::Relaxed);
     }
@@ -79,6 +84,11 @@ impl Hub {
     /// while the pipeline works, even with the camera unplugged.
     pub fn frames_published(&self) -> u64 {
         self.published.load(Ordering::Relaxed)
+    }
+
+    /// The highest frame number published so far (0: none yet).
+    pub fn last_frame_seq(&self) -> u64 {
+        self.last_seq.load(Ordering::Relaxed)
     }
 
     /// Replaces the current report; never blocks.

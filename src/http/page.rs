@@ -3,11 +3,13 @@
 //! phone. With bearer auth, open it as `/?token=...`; the script passes the
 //! token on to the stream, snapshot and event URLs.
 //!
-//! When the reports say `"annotate": "client"` the stream carries the
-//! camera's own JPEGs without boxes: the page then reads `/stream.mjpg`
-//! itself (fetch, multipart parsing), paints each picture on a canvas and
-//! draws the boxes of the report with the same frame number (the part's
-//! `X-Frame` header), waiting briefly for a report that is late.
+//! Once the first report arrives the page reads `/stream.mjpg` itself
+//! (fetch, multipart parsing) and paints each picture on a canvas with the
+//! figures and list of the report with the same frame number (the part's
+//! `X-Frame` header), waiting briefly for a report that is late. When the
+//! reports say `"annotate": "client"` the stream carries the camera's own
+//! JPEGs and the page draws the boxes, their tags placed so that they do
+//! not cover other tags or boxes' corners.
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -50,8 +52,8 @@ pub(crate) const PAGE: &str = r##"<!DOCTYPE html>
   @media (max-width: 800px) { main { grid-template-columns: minmax(0, 1fr); } }
   .view { background: #000; border-radius: .4em; overflow: hidden; min-height: 6em; }
   .view img, .view canvas { display: block; width: 100%; height: auto; }
-  .view canvas, .view.client img { display: none; }
-  .view.client canvas { display: block; }
+  .view canvas, .view.reading img { display: none; }
+  .view.reading canvas { display: block; }
   .panel { background: var(--panel); border-radius: .4em; padding: .6em .8em; }
   .stats { display: grid; grid-template-columns: repeat(3, 1fr); gap: .4em; margin-bottom: .6em; }
   .stat b { display: block; font-size: 1.3em; font-variant-numeric: tabular-nums; }
@@ -59,6 +61,8 @@ pub(crate) const PAGE: &str = r##"<!DOCTYPE html>
   ul { list-style: none; margin: 0; padding: 0; }
   li { display: flex; justify-content: space-between; gap: .5em; padding: .3em 0; border-top: 1px solid #2a313b; }
   li .score { color: var(--dim); font-variant-numeric: tabular-nums; }
+  .swatch { display: inline-block; width: .8em; height: .8em; border-radius: .2em; margin-right: .45em;
+            vertical-align: -.05em; background: var(--dim); }
   .empty { color: var(--dim); }
   a { color: #7cb7ff; }
   footer { color: var(--dim); font-size: .8em; padding: 0 .8em .8em; }
@@ -89,17 +93,59 @@ pub(crate) const PAGE: &str = r##"<!DOCTYPE html>
   var token = new URLSearchParams(location.search).get("token");
   function url(path) { return token ? path + "?token=" + encodeURIComponent(token) : path; }
   function $(id) { return document.getElementById(id); }
-  function fixed(v, d) { return typeof v === "number" && isFinite(v) ? v.toFixed(d) : "–"; }
+  function fixed(v, d) { return typeof v === "number" && isFinite(v) ? v.toFixed(d) : "\u2013"; }
 
-  var img = $("live"), retry = null, client = false;
-  function startStream() {
+  // Until the first report arrives the stream plays in an <img>. Then the
+  // page reads /stream.mjpg itself: each part's X-Frame header names its
+  // report, so the picture, the list and the figures always belong to the
+  // same frame, and in "client" mode the boxes are drawn here.
+  var img = $("live"), retry = null, reading = false;
+  function startImg() {
     retry = null;
-    if (!client) img.src = url("stream.mjpg") + (token ? "&" : "?") + "t=" + Date.now();
+    if (!reading) img.src = url("stream.mjpg") + (token ? "&" : "?") + "t=" + Date.now();
   }
-  img.addEventListener("error", function () { if (!retry && !client) retry = setTimeout(startStream, 3000); });
-  startStream();
+  img.addEventListener("error", function () { if (!retry && !reading) retry = setTimeout(startImg, 3000); });
+  startImg();
+  $("snap").href = url("snapshot.jpg");
 
-  // --- "client" mode: pictures from the stream, boxes from the reports ---
+  function label(d) { return d.label != null ? d.label : ("class " + d.class_id); }
+  function percent(d) { return typeof d.score === "number" ? Math.round(d.score * 100) + "%" : ""; }
+
+  var shownFrame = -1;
+  function render(r) {
+    // Never step back to an older frame, unless the numbers started over
+    // (the daemon or its pipeline restarted).
+    if (!r || (r.frame < shownFrame && shownFrame - r.frame < 1000)) return;
+    shownFrame = r.frame;
+    $("fps").textContent = r.signal ? fixed(r.fps, 1) : "\u2013";
+    $("latency").textContent = r.signal ? fixed(r.latency_ms, 0) : "\u2013";
+    $("infer").textContent = r.signal ? fixed(r.inference_ms, 1) : "\u2013";
+    $("frame").textContent = r.frame;
+    var s = $("signal");
+    s.textContent = r.signal ? "signal" : "no signal";
+    s.className = "badge " + (r.signal ? "ok" : "bad");
+    var list = $("dets"), dets = r.signal ? (r.detections || []) : [];
+    list.replaceChildren();
+    if (!dets.length) {
+      var none = document.createElement("li");
+      none.className = "empty";
+      none.textContent = r.signal ? "nothing detected" : "no signal: is the camera connected?";
+      list.appendChild(none);
+    }
+    dets.forEach(function (d) {
+      var li = document.createElement("li"), name = document.createElement("span"), score = document.createElement("span");
+      var sw = document.createElement("i");
+      sw.className = "swatch";
+      if (d.color) sw.style.background = d.color;
+      name.appendChild(sw);
+      name.appendChild(document.createTextNode(label(d)));
+      score.className = "score";
+      score.textContent = percent(d);
+      li.appendChild(name); li.appendChild(score);
+      list.appendChild(li);
+    });
+  }
+
   var canvas = $("canvas"), ctx = canvas.getContext("2d");
   var reports = new Map(), waiting = null, decoding = false, nextPic = null, abort = null;
   function reportFor(frame) {
@@ -117,19 +163,8 @@ pub(crate) const PAGE: &str = r##"<!DOCTYPE html>
     var n = parseInt(String(hex).slice(1), 16);
     return ((n >> 16) * 299 + ((n >> 8) & 255) * 587 + (n & 255) * 114) / 1000 > 140 ? "#000" : "#fff";
   }
-  function paint(pic) {
-    if (canvas.width !== pic.bitmap.width || canvas.height !== pic.bitmap.height) {
-      canvas.width = pic.bitmap.width; canvas.height = pic.bitmap.height;
-    }
-    ctx.drawImage(pic.bitmap, 0, 0);
-    pic.bitmap.close();
-    if (client && $("view").className !== "view client") {
-      // The canvas has a picture: now swap it in and close the <img> stream.
-      $("view").className = "view client";
-      img.removeAttribute("src");
-    }
-    var r = reportFor(pic.frame);
-    if (!r || !r.signal || !r.width || !r.height) return;
+  function overlaps(a, b) { return a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h; }
+  function drawBoxes(r) {
     var sx = canvas.width / r.width, sy = canvas.height / r.height;
     var px = Math.max(12, Math.round(canvas.height / 32));
     // An even width on whole pixels: crisp lines that survive the page
@@ -140,23 +175,58 @@ pub(crate) const PAGE: &str = r##"<!DOCTYPE html>
     var dets = r.detections || [];
     if (r.model_kind === "classifier") {
       dets.forEach(function (d, i) {
-        var text = (d.label != null ? d.label : "class " + d.class_id) + " " + Math.round(d.score * 100) + "%";
+        var text = label(d) + " " + percent(d);
         ctx.fillStyle = "rgba(0,0,0,.6)"; ctx.fillRect(8, 8 + i * (px + 6), ctx.measureText(text).width + 8, px + 6);
         ctx.fillStyle = "#fff"; ctx.fillText(text, 12, 11 + i * (px + 6));
       });
       return;
     }
+    var boxes = [], tags = [];
     dets.forEach(function (d) {
       if (!d.box) return;
       var x = Math.round(d.box[0] * sx), y = Math.round(d.box[1] * sy);
-      var w = Math.round(d.box[2] * sx) - x, h = Math.round(d.box[3] * sy) - y;
+      var b = { x: x, y: y, w: Math.round(d.box[2] * sx) - x, h: Math.round(d.box[3] * sy) - y, d: d };
+      boxes.push(b);
       var c = d.color || "#4cc38a";
-      ctx.strokeStyle = c; ctx.strokeRect(x, y, w, h);
-      var text = (d.label != null ? d.label : "class " + d.class_id) + " " + Math.round(d.score * 100) + "%";
-      var tw = ctx.measureText(text).width + 8, th = px + 6, ty = y - th >= 0 ? y - th : y;
-      ctx.fillStyle = c; ctx.fillRect(x, ty, tw, th);
-      ctx.fillStyle = ink(c); ctx.fillText(text, x + 4, ty + 3);
+      ctx.strokeStyle = c; ctx.strokeRect(b.x, b.y, b.w, b.h);
     });
+    // Tags go above their box, else inside its top, else inside its
+    // bottom: the first place that covers no other tag and no other box's
+    // corner region.
+    boxes.forEach(function (b) {
+      var text = label(b.d) + " " + percent(b.d);
+      var tw = Math.ceil(ctx.measureText(text).width) + 8, th = px + 6;
+      var spots = [b.y - th, b.y, b.y + b.h - th].filter(function (y) { return y >= 0 && y + th <= canvas.height; });
+      var pick = null;
+      for (var i = 0; i < spots.length && !pick; i++) {
+        var t = { x: Math.min(b.x, canvas.width - tw), y: spots[i], w: tw, h: th };
+        var clear = tags.every(function (o) { return !overlaps(t, o); }) && boxes.every(function (o) {
+          return o === b || !overlaps(t, { x: o.x, y: o.y, w: Math.min(o.w, tw), h: Math.min(o.h, th) });
+        });
+        if (clear) pick = t;
+      }
+      if (!pick) pick = { x: Math.min(b.x, canvas.width - tw), y: spots.length ? spots[0] : 0, w: tw, h: th };
+      tags.push(pick);
+      var c = b.d.color || "#4cc38a";
+      ctx.fillStyle = c; ctx.fillRect(pick.x, pick.y, pick.w, pick.h);
+      ctx.fillStyle = ink(c); ctx.fillText(text, pick.x + 4, pick.y + 3);
+    });
+  }
+  function paint(pic) {
+    if (canvas.width !== pic.bitmap.width || canvas.height !== pic.bitmap.height) {
+      canvas.width = pic.bitmap.width; canvas.height = pic.bitmap.height;
+    }
+    ctx.drawImage(pic.bitmap, 0, 0);
+    pic.bitmap.close();
+    var r = reportFor(pic.frame);
+    if (r && r.signal && r.annotate === "client" && r.width && r.height) drawBoxes(r);
+    render(r);
+    if (reading && r && r.frame === pic.frame && $("view").className !== "view reading") {
+      // The canvas has a picture with its own report: now swap it in and
+      // close the <img> stream.
+      $("view").className = "view reading";
+      img.removeAttribute("src");
+    }
   }
   function decodeNext() {
     if (decoding || !nextPic) return;
@@ -175,14 +245,13 @@ pub(crate) const PAGE: &str = r##"<!DOCTYPE html>
       decodeNext();
     }, function () { decoding = false; decodeNext(); });
   }
-  function indexOf2(buf) {
+  function headerEnd(buf) {
     for (var i = 0; i + 3 < buf.length; i++) {
       if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
     }
     return -1;
   }
   function readStream() {
-    if (!client) return;
     abort = new AbortController();
     fetch(url("stream.mjpg"), { cache: "no-store", signal: abort.signal }).then(function (resp) {
       if (!resp.ok || !resp.body) throw new Error("HTTP " + resp.status);
@@ -194,7 +263,7 @@ pub(crate) const PAGE: &str = r##"<!DOCTYPE html>
           b.set(buf); b.set(res.value, buf.length); buf = b;
           for (;;) {
             if (need < 0) {
-              var end = indexOf2(buf);
+              var end = headerEnd(buf);
               if (end < 0) break;
               var head = text.decode(buf.subarray(0, end));
               buf = buf.subarray(end + 4);
@@ -211,56 +280,22 @@ pub(crate) const PAGE: &str = r##"<!DOCTYPE html>
         });
       }
       return pump();
-    }).catch(function () { if (client) setTimeout(readStream, 3000); });
-  }
-  function setClient(on) {
-    if (on === client) return;
-    client = on;
-    // Into client mode: the <img> stays until the canvas has a picture.
-    if (on) readStream();
-    else { if (abort) abort.abort(); $("view").className = "view"; startStream(); }
-  }
-  $("snap").href = url("snapshot.jpg");
-
-  var pending = null, scheduled = false;
-  function render() {
-    scheduled = false;
-    var r = pending;
-    if (!r) return;
-    $("fps").textContent = fixed(r.fps, 1);
-    $("latency").textContent = fixed(r.latency_ms, 0);
-    $("infer").textContent = fixed(r.inference_ms, 1);
-    $("frame").textContent = r.frame;
-    var s = $("signal");
-    s.textContent = r.signal ? "signal" : "no signal";
-    s.className = "badge " + (r.signal ? "ok" : "bad");
-    var list = $("dets"), dets = r.detections || [];
-    list.replaceChildren();
-    if (!dets.length) {
-      var none = document.createElement("li");
-      none.className = "empty";
-      none.textContent = "nothing detected";
-      list.appendChild(none);
-    }
-    dets.forEach(function (d) {
-      var li = document.createElement("li"), name = document.createElement("span"), score = document.createElement("span");
-      name.textContent = d.label != null ? d.label : ("class " + d.class_id);
-      score.className = "score";
-      score.textContent = typeof d.score === "number" ? Math.round(d.score * 100) + "%" : "";
-      li.appendChild(name); li.appendChild(score);
-      list.appendChild(li);
-    });
+    }).catch(function () { setTimeout(readStream, 3000); });
   }
 
   var conn = $("conn");
   var events = new EventSource(url("api/events"));
-  events.onopen = function () { conn.textContent = "live"; conn.className = "badge ok"; };
+  events.onopen = function () { conn.textContent = "connected"; conn.className = "badge"; };
   events.onerror = function () { conn.textContent = "reconnecting"; conn.className = "badge bad"; };
   events.onmessage = function (e) {
-    try { pending = JSON.parse(e.data); } catch (err) { return; }
-    setClient(pending.annotate === "client");
-    if (client) remember(pending);
-    if (!scheduled) { scheduled = true; requestAnimationFrame(render); }
+    var r;
+    try { r = JSON.parse(e.data); } catch (err) { return; }
+    remember(r);
+    if (!reading) {
+      // Still on the <img>: show the newest report as it comes.
+      render(r);
+      if (window.fetch && window.createImageBitmap && window.TextDecoder) { reading = true; readStream(); }
+    }
   };
 })();
 </script>

@@ -182,7 +182,8 @@ pub(crate) fn capture_loop(
     } else {
         (640, 480)
     };
-    let mut seq = 0u64;
+    // Numbers go on from the previous pipeline's (a reload restarts it).
+    let mut seq = shared.hub.last_frame_seq();
     let mut fps = FpsMeter::new();
     let mut last_no_signal: Option<Instant> = None;
     let mut down_reason = String::from("starting");

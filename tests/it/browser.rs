@@ -63,6 +63,48 @@ fn the_page_draws_the_boxes_itself_in_client_mode() {
     chromium_shows_dog_box(&d);
 }
 
+/// The page reads the stream itself once reports arrive: the picture on
+/// its canvas, and the list, figures and frame number of that picture's
+/// report, each detection with its box's colour.
+#[test]
+fn the_page_lists_the_report_of_the_frame_it_shows() {
+    let chromium = installed(&["chromium", "chromium-browser"]);
+    let (d, _photos) = dog_daemon();
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--timeout=6000",
+            "--dump-dom",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            profile.path().join("profile").display()
+        ))
+        .arg(format!("http://{}/", d.addr))
+        .output()
+        .expect("run chromium");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains(r#"class="view reading""#),
+        "the canvas was never shown: {dom}"
+    );
+    let frame: u64 = dom
+        .split(r#"<span id="frame">"#)
+        .nth(1)
+        .and_then(|t| t.split('<').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no frame number: {dom}"));
+    assert!(frame >= 1, "{dom}");
+    let [r, g, b] = edgevision::annotate::label_color("dog").0;
+    let swatch = format!(r#"<i class="swatch" style="background: rgb({r}, {g}, {b});"></i>dog"#);
+    assert!(dom.contains(&swatch), "no {swatch} in the list: {dom}");
+}
+
 fn chromium_shows_dog_box(d: &Daemon) {
     let chromium = installed(&["chromium", "chromium-browser"]);
     let profile = tempfile::tempdir().unwrap();
@@ -79,7 +121,8 @@ fn chromium_shows_dog_box(d: &Daemon) {
             "--disable-sync",
             "--hide-scrollbars",
             "--window-size=900,1000",
-            // The MJPEG stream never finishes loading: take the picture after 6 s.
+            // The page swaps the stream's <img> for its canvas after the first
+            // painted frame, and the page has loaded then; 6 s at most.
             "--timeout=6000",
         ])
         .arg(format!(
