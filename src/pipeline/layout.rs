@@ -11,6 +11,12 @@
 //! sit between inferences while both cores wait; with one interpreter per
 //! core they overlap with the other worker's inference. The price is
 //! latency: each frame waits for a 1-thread inference.
+//!
+//! So when both are 0 and the source has a frame rate (a camera, a paced
+//! file), the pipeline first times one interpreter on all cores: if it
+//! keeps up with the frames that get inference ([`keeps_up`]), that
+//! lowest-latency layout is used instead. Unpaced sources (`bench`) keep
+//! the frames-per-second rule.
 
 use serde::Serialize;
 
@@ -28,6 +34,40 @@ pub struct Layout {
     pub cores: usize,
     /// Whether any part was chosen automatically.
     pub auto: bool,
+    /// Both were 0: the pipeline may prefer one wide interpreter when it
+    /// keeps up with the source.
+    #[serde(skip)]
+    pub both_auto: bool,
+}
+
+/// The share of each frame interval one interpreter may spend inferring;
+/// the rest is for drawing, encoding and the machine's other work.
+pub const BUDGET_SHARE: f64 = 0.7;
+
+/// Milliseconds of inference a frame may take at `rate` inferences/s.
+pub fn budget_ms(rate: f64) -> f64 {
+    1000.0 * BUDGET_SHARE / rate
+}
+
+/// Whether one interpreter taking `infer_ms` per frame keeps up with
+/// `rate` inferences per second.
+pub fn keeps_up(infer_ms: f64, rate: f64) -> bool {
+    rate > 0.0 && infer_ms.is_finite() && infer_ms <= budget_ms(rate)
+}
+
+/// Inferences per second a source at `fps` asks for, given that only
+/// every `every_nth` frame is inferred and at most `max_fps` per second
+/// (0: no cap). 0 when the source is unpaced.
+pub fn inference_rate(fps: f32, every_nth: u32, max_fps: f32) -> f64 {
+    if !(fps.is_finite() && fps > 0.0) {
+        return 0.0;
+    }
+    let rate = fps as f64 / every_nth.max(1) as f64;
+    if max_fps > 0.0 && max_fps.is_finite() {
+        rate.min(max_fps as f64)
+    } else {
+        rate
+    }
 }
 
 /// Cores this process may run on (its CPU affinity, cgroup quota).
@@ -52,6 +92,19 @@ pub fn choose(cores: usize, workers: usize, threads: usize) -> Layout {
         threads: t,
         cores,
         auto: workers == 0 || threads == 0,
+        both_auto: workers == 0 && threads == 0,
+    }
+}
+
+/// One interpreter on all `cores`, chosen because it keeps up.
+pub fn wide(cores: usize) -> Layout {
+    let cores = cores.max(1);
+    Layout {
+        workers: 1,
+        threads: cores,
+        cores,
+        auto: true,
+        both_auto: true,
     }
 }
 
@@ -102,9 +155,11 @@ mod tests {
                 workers: 1,
                 threads: 3,
                 cores: 4,
-                auto: false
+                auto: false,
+                both_auto: false
             }
         );
+        assert!(choose(4, 0, 0).both_auto && !choose(4, 0, 2).both_auto);
         let l = choose(4, 1, 0);
         assert_eq!((l.workers, l.threads, l.auto), (1, 4, true));
         let l = choose(4, 0, 2);
@@ -113,6 +168,21 @@ mod tests {
         assert_eq!((l.workers, l.threads), (1, 4));
         let l = choose(1, 3, 0);
         assert_eq!((l.workers, l.threads), (3, 1));
+    }
+
+    #[test]
+    fn one_wide_interpreter_when_it_keeps_up() {
+        // 14 ms per inference at 15 fps uses 21% of each interval.
+        assert!(keeps_up(14.0, 15.0));
+        assert!(keeps_up(23.0, 30.0));
+        assert!(!keeps_up(24.0, 30.0));
+        assert!(!keeps_up(14.0, 0.0), "unpaced: frames per second first");
+        assert!(!keeps_up(f64::NAN, 15.0));
+        assert_eq!(inference_rate(30.0, 3, 0.0), 10.0);
+        assert_eq!(inference_rate(30.0, 1, 5.0), 5.0);
+        assert_eq!(inference_rate(0.0, 1, 5.0), 0.0);
+        let w = wide(4);
+        assert_eq!((w.workers, w.threads, w.cores), (1, 4, 4));
     }
 
     #[test]

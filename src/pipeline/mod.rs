@@ -95,6 +95,64 @@ pub struct Pipeline {
     /// When the model file was last modified as it was loaded, so a reload
     /// notices a replaced file at the same path.
     model_mtime: Option<SystemTime>,
+    layout: layout::Layout,
+}
+
+/// The interpreters for `settings.layout`. With a fully automatic layout and
+/// a source with a frame rate, one interpreter on all cores is timed first
+/// and kept when it keeps up (lowest latency); see [`layout`]. Returns the
+/// detectors, the layout used and a note for the log.
+fn build_detectors(
+    model: &Arc<Model>,
+    settings: &PipelineSettings,
+) -> Result<(Vec<Detector>, layout::Layout, String), InferError> {
+    let rule = settings.layout;
+    let rate = layout::inference_rate(
+        settings.source_options.fps,
+        settings.every_nth,
+        settings.max_inference_fps,
+    );
+    let mut why = String::new();
+    if rule.both_auto && rule.workers > 1 && rate > 0.0 {
+        let wide = layout::wide(rule.cores);
+        let mut ds = settings.detector.clone();
+        ds.session.threads = wide.threads;
+        let mut det = Detector::with_model(model.clone(), &ds)?;
+        let ms = time_inference(&mut det, layout::budget_ms(rate))?;
+        if layout::keeps_up(ms, rate) {
+            let why = format!(" ({ms:.1} ms per inference keeps up with {rate:.1} inferences/s)");
+            return Ok((vec![det], wide, why));
+        }
+        why = format!(
+            " (one interpreter on all cores, {ms:.1} ms per inference, cannot keep up with {rate:.1}/s)"
+        );
+    }
+    let mut detectors = Vec::with_capacity(rule.workers.max(1));
+    for _ in 0..rule.workers.max(1) {
+        detectors.push(Detector::with_model(model.clone(), &settings.detector)?);
+    }
+    Ok((detectors, rule, why))
+}
+
+/// Median time of three inferences (preprocess included) on a grey frame
+/// of the model's input size, after an untimed one. A first run already
+/// three times over `budget_ms` ends the timing early: a slow machine
+/// does not wait for more proof.
+fn time_inference(det: &mut Detector, budget_ms: f64) -> Result<f64, InferError> {
+    let (w, h) = det.input_size();
+    let rgb = vec![128u8; w as usize * h as usize * 3];
+    let mut out = Vec::new();
+    let ms = |t: crate::infer::Timings| (t.preprocess + t.infer).as_secs_f64() * 1e3;
+    let first = ms(det.detect(&rgb, w, h, &mut out)?);
+    if first > 3.0 * budget_ms {
+        return Ok(first);
+    }
+    let mut runs = [0.0; 3];
+    for r in &mut runs {
+        *r = ms(det.detect(&rgb, w, h, &mut out)?);
+    }
+    runs.sort_by(f64::total_cmp);
+    Ok(runs[1])
 }
 
 impl Pipeline {
@@ -108,17 +166,12 @@ impl Pipeline {
     ) -> Result<Pipeline, InferError> {
         let model_mtime = model_mtime(&settings.detector.model);
         let model = Model::load(rt, &settings.detector.model)?;
-        let workers = settings.workers.max(1);
-        let mut detectors = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            detectors.push(Detector::with_model(model.clone(), &settings.detector)?);
-        }
+        let (detectors, layout, why) = build_detectors(&model, &settings)?;
+        let workers = detectors.len();
         hub.metrics.set_build_info(&rt.path().display().to_string());
         hub.metrics.inference_workers.set(workers as i64);
-        hub.metrics
-            .inference_threads
-            .set(settings.detector.session.threads as i64);
-        tracing::info!("inference: {}", settings.layout);
+        hub.metrics.inference_threads.set(layout.threads as i64);
+        tracing::info!("inference: {layout}{why}");
         let shared = Arc::new(Shared {
             hub,
             slot: Slot::new(),
@@ -168,8 +221,14 @@ impl Pipeline {
             threads,
             model,
             settings: saved,
+            layout,
             model_mtime,
         })
+    }
+
+    /// The inference layout in use (after the start-up timing, if any).
+    pub fn layout(&self) -> layout::Layout {
+        self.layout
     }
 
     pub fn model(&self) -> &Arc<Model> {

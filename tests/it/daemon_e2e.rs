@@ -424,3 +424,20 @@ fn automatic_layout_fits_the_cores_the_process_may_use() {
         "{one}"
     );
 }
+
+/// With both `workers` and `threads` automatic and a source at 5 fps, one
+/// interpreter on all cores keeps up (it needs well under 140 ms here), so
+/// that lowest-latency layout is used rather than one per core.
+#[test]
+fn a_paced_source_gets_one_interpreter_on_all_cores_when_it_keeps_up() {
+    let d = start(&format!(
+        "[source]\nuri = \"test:\"\nfps = 5.0\n[model]\npath = \"{}\"\nlabels = \"{}\"\n",
+        common::coco_model().display(),
+        common::coco_labels().display()
+    ));
+    wait_for(60, "ready", || (get(&d.addr, "/readyz").0 == 200).then_some(()));
+    let cores = std::thread::available_parallelism().unwrap().get() as f64;
+    let m = metrics(&d.addr);
+    assert_eq!(metric(&m, "edgevision_inference_workers"), Some(1.0), "{m}");
+    assert_eq!(metric(&m, "edgevision_inference_threads"), Some(cores), "{m}");
+}

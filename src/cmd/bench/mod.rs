@@ -103,9 +103,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     settings.source_options.looping = true;
     settings.frame_limit = Some(args.frames);
-    let threads = settings.detector.session.threads;
-    let workers = settings.workers;
-    let layout = settings.layout;
+    let mut layout = settings.layout;
     if args.compare_clients.is_some() || args.seconds.is_some() {
         settings.frame_limit = None;
         let served = serve::Served::start(
@@ -128,8 +126,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             serve::soak(&served, args.clients, s)?
         };
         let mut report = json!({
-            "threads": threads,
-            "workers": workers,
+            "threads": layout.threads,
+            "workers": layout.workers,
             "layout": layout,
             "cpu": cpu_info(),
             "source": cfg.source.uri,
@@ -144,6 +142,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let hub = Hub::new(std::sync::Arc::new(Metrics::new()));
     // The model is loaded and the interpreters built before the clocks start.
     let pipeline = Pipeline::start(rt, settings, hub, true)?;
+    layout = pipeline.layout();
     let start = Instant::now();
     let cpu_start = process_cpu();
     while !pipeline.finished() {
@@ -167,8 +166,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "fps": frames as f64 / seconds,
         "cpu_ms_per_frame": ms(cpu) / frames as f64,
         "annotate": cfg.stream.annotate.as_str(),
-        "threads": threads,
-        "workers": workers,
+        "threads": layout.threads,
+        "workers": layout.workers,
         "layout": layout,
         "cpu": cpu_info(),
         "source": cfg.source.uri,
