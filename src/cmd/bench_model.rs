@@ -135,7 +135,7 @@ pub fn run(args: BenchModelArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let report = json!({
-        "model": args.model.model.display().to_string(),
+        "model": args.model.model_path().display().to_string(),
         "runtime_library": rt.path().display().to_string(),
         "decoder": format!("{:?}", det.decoder_kind()),
         "threads": settings.session.threads,

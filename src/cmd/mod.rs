@@ -12,6 +12,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::config::ModelConfig;
+
 use crate::infer::{
     DecodeSettings, DecoderKind, DetectorSettings, FilterSettings, Normalization, Runtime, RuntimeSearch,
     SessionOptions,
@@ -20,10 +22,12 @@ use crate::infer::{
 /// Options shared by every subcommand that runs a model.
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
-    /// The .tflite model.
+    /// The .tflite model (default: the daemon's,
+    /// models/ssd_mobilenet_v2_coco_int8.tflite).
     #[arg(long, value_name = "MODEL")]
-    pub model: PathBuf,
-    /// Label file: `id name` lines or one name a line.
+    pub model: Option<PathBuf>,
+    /// Label file: `id name` lines or one name a line (default: the default model's COCO labels, else NAME.txt,
+    /// NAME_labels.txt or labels.txt beside the model).
     #[arg(long, value_name = "LABELS")]
     pub labels: Option<PathBuf>,
     /// CPU threads for inference (default: all cores).
@@ -60,6 +64,25 @@ impl From<DecoderArg> for DecoderKind {
 }
 
 impl ModelArgs {
+    /// `--model`, else the daemon's default model.
+    pub fn model_path(&self) -> PathBuf {
+        self.model.clone().unwrap_or_else(|| ModelConfig::default().path)
+    }
+
+    /// `--labels`; else the default model's labels for the
+    /// default model; else a label file beside the model.
+    pub fn labels_path(&self) -> Option<PathBuf> {
+        if let Some(l) = &self.labels {
+            return Some(l.clone());
+        }
+        let d = ModelConfig::default();
+        match &self.model {
+            None => d.labels,
+            Some(m) if *m == d.path => d.labels,
+            Some(m) => crate::infer::labels::beside_model(m),
+        }
+    }
+
     pub fn runtime(&self) -> anyhow::Result<&'static Runtime> {
         Ok(Runtime::load(&RuntimeSearch {
             cli: self.runtime.clone(),
@@ -85,8 +108,8 @@ impl ModelArgs {
             "--threshold must be between 0 and 1, not {threshold}"
         );
         Ok(DetectorSettings {
-            model: self.model.clone(),
-            labels: self.labels.clone(),
+            model: self.model_path(),
+            labels: self.labels_path(),
             session: self.session()?,
             normalization: Normalization::default(),
             decode: DecodeSettings {
@@ -99,5 +122,45 @@ impl ModelArgs {
                 ..Default::default()
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        model: ModelArgs,
+    }
+
+    fn args(a: &[&str]) -> ModelArgs {
+        Cli::parse_from(std::iter::once("x").chain(a.iter().copied())).model
+    }
+
+    #[test]
+    fn model_and_labels_default_as_the_daemon_does() {
+        let d = ModelConfig::default();
+        let a = args(&[]);
+        assert_eq!(
+            (a.model_path(), a.labels_path()),
+            (d.path.clone(), d.labels.clone())
+        );
+        let a = args(&["--model", d.path.to_str().unwrap()]);
+        assert_eq!(a.labels_path(), d.labels);
+        assert_eq!(
+            args(&["--labels", "x.txt"]).labels_path(),
+            Some(PathBuf::from("x.txt"))
+        );
+
+        // Another model: the label file beside it, else none.
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("birds.tflite");
+        let a = args(&["--model", model.to_str().unwrap()]);
+        assert_eq!(a.labels_path(), None);
+        std::fs::write(dir.path().join("birds_labels.txt"), "robin\n").unwrap();
+        assert_eq!(a.labels_path(), Some(dir.path().join("birds_labels.txt")));
     }
 }

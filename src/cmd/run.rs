@@ -168,6 +168,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .parse()
         .with_context(|| format!("http.listen: not an address: {}", cfg.http.listen))?;
     let rt = runtime_for(&cfg)?;
+    match &args.overrides.config {
+        Some(path) => tracing::info!("config {}", path.display()),
+        None => tracing::info!(
+            "no --config: built-in defaults and the command line{}",
+            if cfg.source.uri == crate::config::SourceConfig::default().uri {
+                " (the source is the test pattern: pass --source, e.g. --source /dev/video0)"
+            } else {
+                ""
+            }
+        ),
+    }
     tracing::info!("{}", cfg.summary());
     let settings = DaemonSettings {
         pipeline: pipeline_settings(&cfg)?,

@@ -323,9 +323,17 @@ impl Config {
     /// What the detector needs; `model.threads = 0` becomes all cores.
     pub fn detector_settings(&self) -> DetectorSettings {
         let m = &self.model;
+        // Left at the default (COCO) labels with another model: a label
+        // file beside that model is the better guess.
+        let d = ModelConfig::default();
+        let labels = if m.labels == d.labels && m.path != d.path {
+            crate::infer::labels::beside_model(&m.path).or_else(|| m.labels.clone())
+        } else {
+            m.labels.clone()
+        };
         DetectorSettings {
             model: m.path.clone(),
-            labels: m.labels.clone(),
+            labels,
             session: SessionOptions {
                 threads: if m.threads == 0 {
                     crate::infer::session::default_threads()
@@ -362,9 +370,12 @@ impl Config {
             format!("{}", s.fps)
         };
         format!(
-            "source {} {size}@{fps}fps, model {}, listen {}, auth {}",
+            "source {} {size}@{fps}fps, model {}, labels {}, listen {}, auth {}",
             s.uri,
             self.model.path.display(),
+            self.detector_settings()
+                .labels
+                .map_or("none (class numbers)".to_string(), |l| l.display().to_string()),
             self.http.listen,
             self.http.auth.mode.name()
         )

@@ -558,3 +558,18 @@ fn config_ssd_error_keys() {
         )
     );
 }
+
+#[test]
+fn config_labels_beside_a_model_other_than_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("birds.txt"), "robin\n").unwrap();
+    let mut c = Config::default();
+    c.model.path = dir.path().join("birds.tflite");
+    assert_eq!(c.detector_settings().labels, Some(dir.path().join("birds.txt")));
+    c.model.labels = Some("mine.txt".into());
+    assert_eq!(c.detector_settings().labels, Some(PathBuf::from("mine.txt")));
+    assert_eq!(
+        Config::default().detector_settings().labels,
+        ModelConfig::default().labels
+    );
+}

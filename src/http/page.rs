@@ -221,9 +221,10 @@ pub(crate) const PAGE: &str = r##"<!DOCTYPE html>
     var r = reportFor(pic.frame);
     if (r && r.signal && r.annotate === "client" && r.width && r.height) drawBoxes(r);
     render(r);
-    if (reading && r && r.frame === pic.frame && $("view").className !== "view reading") {
-      // The canvas has a picture with its own report: now swap it in and
-      // close the <img> stream.
+    if (reading && r && $("view").className !== "view reading") {
+      // The canvas has a picture and a report (its own, or the newest
+      // before it when the events skipped it): now swap it in and close the
+      // <img> stream.
       $("view").className = "view reading";
       img.removeAttribute("src");
     }

@@ -26,7 +26,11 @@ pub enum InferError {
     #[error("cannot read labels {}: {cause}", .path.display())]
     LabelsRead { path: PathBuf, cause: std::io::Error },
 
-    #[error("labels {} do not fit the model: {reason}", .path.display())]
+    #[error(
+        "labels {} do not fit the model: {reason} (give the model's own label file: \
+         --labels FILE, or model.labels in the config, where \"\" shows class numbers)",
+        .path.display()
+    )]
     LabelsMismatch { path: PathBuf, reason: String },
 
     #[error("invalid labels {} line {line}: {reason}", .path.display())]

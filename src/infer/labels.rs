@@ -179,3 +179,37 @@ mod tests {
         assert!(Labels::parse("\n\n").is_err());
     }
 }
+
+/// A label file beside `model`, for when none was given: `NAME.txt`,
+/// `NAME_labels.txt` or `labels.txt` in the model's directory (NAME is the
+/// model's file name without `.tflite`), the first that exists.
+pub fn beside_model(model: &std::path::Path) -> Option<std::path::PathBuf> {
+    let dir = model.parent()?;
+    let stem = model.file_stem()?.to_str()?;
+    [
+        format!("{stem}.txt"),
+        format!("{stem}_labels.txt"),
+        "labels.txt".to_string(),
+    ]
+    .into_iter()
+    .map(|name| dir.join(name))
+    .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod beside_tests {
+    use super::beside_model;
+
+    #[test]
+    fn finds_the_label_file_beside_the_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("mine.tflite");
+        assert_eq!(beside_model(&model), None);
+        std::fs::write(dir.path().join("labels.txt"), "a\n").unwrap();
+        assert_eq!(beside_model(&model), Some(dir.path().join("labels.txt")));
+        std::fs::write(dir.path().join("mine_labels.txt"), "a\n").unwrap();
+        assert_eq!(beside_model(&model), Some(dir.path().join("mine_labels.txt")));
+        std::fs::write(dir.path().join("mine.txt"), "a\n").unwrap();
+        assert_eq!(beside_model(&model), Some(dir.path().join("mine.txt")));
+    }
+}

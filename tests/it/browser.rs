@@ -70,25 +70,37 @@ fn the_page_draws_the_boxes_itself_in_client_mode() {
 fn the_page_lists_the_report_of_the_frame_it_shows() {
     let chromium = installed(&["chromium", "chromium-browser"]);
     let (d, _photos) = dog_daemon();
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--timeout=6000",
-            "--dump-dom",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            profile.path().join("profile").display()
-        ))
-        .arg(format!("http://{}/", d.addr))
-        .output()
-        .expect("run chromium");
-    let dom = String::from_utf8_lossy(&out.stdout);
+    // Chromium dumps the DOM when it deems the page loaded, which with a
+    // stream on the page is sometimes before the first picture was decoded:
+    // take up to five dumps, each from a fresh browser.
+    let mut dom = String::new();
+    for _ in 0..5 {
+        let profile = tempfile::tempdir().unwrap();
+        let out = Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--timeout=10000",
+                "--dump-dom",
+                // --dump-dom alone skips rendering, and with it the image
+                // decoding the page's canvas needs; a real browser renders.
+                "--run-all-compositor-stages-before-draw",
+            ])
+            .arg(format!(
+                "--user-data-dir={}",
+                profile.path().join("profile").display()
+            ))
+            .arg(format!("http://{}/", d.addr))
+            .output()
+            .expect("run chromium");
+        dom = String::from_utf8_lossy(&out.stdout).into_owned();
+        if dom.contains(r#"class="view reading""#) {
+            break;
+        }
+    }
     assert!(
         dom.contains(r#"class="view reading""#),
         "the canvas was never shown: {dom}"

@@ -317,3 +317,29 @@ fn log_lines_on_a_pipe_carry_no_colour_codes() {
     );
     assert!(!out.stderr.contains('\u{1b}'), "{:?}", out.stderr);
 }
+
+/// Without `--model`, `detect` uses the daemon's defaults (the int8 COCO
+/// model and its labels, relative to the working directory); a model with
+/// wrong labels gets an error that says how to fix it.
+#[test]
+fn defaults_as_the_daemon_and_a_label_mismatch_says_what_to_do() {
+    let out = run(bin().args(["detect", "--json"]).arg(common::photo("dog.jpg")));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let dets = v["detections"].as_array().unwrap();
+    assert!(dets.iter().any(|d| d["label"] == "dog"), "{v}");
+
+    // The 24-class Open Images model with the 80-class COCO labels.
+    let out = run(bin()
+        .args(["detect", "--model"])
+        .arg(common::root().join("models/ssd_mobilenet_v2_oidv4_fp16.tflite"))
+        .arg("--labels")
+        .arg(common::coco_labels())
+        .arg(common::photo("dog.jpg")));
+    assert_ne!(out.code, Some(0));
+    assert!(
+        out.stderr.contains("do not fit the model") && out.stderr.contains("--labels FILE"),
+        "{}",
+        out.stderr
+    );
+}
