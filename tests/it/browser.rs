@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::daemon::{get, start, Daemon};
-use common::{photo_dir, wait_for};
+use common::daemon::{start_until_dog, Daemon};
+use common::photo_dir;
 
 fn installed(candidates: &[&'static str]) -> &'static str {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -30,12 +30,7 @@ fn dog_daemon() -> (Daemon, tempfile::TempDir) {
         common::coco_model().display(),
         common::coco_labels().display()
     );
-    let d = start(&config);
-    wait_for(60, "detections", || {
-        let (code, body) = get(&d.addr, "/api/detections");
-        (code == 200 && String::from_utf8_lossy(&body).contains("\"dog\"")).then_some(())
-    });
-    (d, photos)
+    (start_until_dog(&config), photos)
 }
 
 #[test]

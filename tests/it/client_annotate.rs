@@ -4,8 +4,7 @@
 
 use crate::common;
 
-use common::daemon::{get, open_stream, start, Daemon};
-use common::wait_for;
+use common::daemon::{get, open_stream, start_until_dog, Daemon};
 use edgevision::infer::{Detector, DetectorSettings, FilterSettings};
 use serde_json::Value;
 
@@ -23,11 +22,7 @@ pub fn client_mode_daemon(extra_stream: &str) -> (Daemon, tempfile::TempDir, Vec
         common::coco_model().display(),
         common::coco_labels().display()
     );
-    let d = start(&config);
-    wait_for(60, "the dog reported", || {
-        let (code, body) = get(&d.addr, "/api/detections");
-        (code == 200 && String::from_utf8_lossy(&body).contains("\"dog\"")).then_some(())
-    });
+    let d = start_until_dog(&config);
     (d, dir, dog)
 }
 
@@ -92,11 +87,7 @@ fn burned_in_mode_still_reencodes_at_the_configured_size() {
         common::coco_model().display(),
         common::coco_labels().display()
     );
-    let d = start(&config);
-    wait_for(60, "the dog reported", || {
-        let (code, body) = get(&d.addr, "/api/detections");
-        (code == 200 && String::from_utf8_lossy(&body).contains("\"dog\"")).then_some(())
-    });
+    let d = start_until_dog(&config);
     let report: Value = serde_json::from_slice(&get(&d.addr, "/api/detections").1).unwrap();
     assert_eq!(report["annotate"], "burn");
     assert_eq!(

@@ -100,6 +100,17 @@ pub fn metrics(addr: &str) -> String {
     String::from_utf8(get(addr, "/metrics").1).unwrap()
 }
 
+/// [`start`], then waits until `/api/detections` reports a dog (the test
+/// photos' surest detection).
+pub fn start_until_dog(config: &str) -> Daemon {
+    let d = start(config);
+    wait_for(60, "the dog reported", || {
+        let (code, body) = get(&d.addr, "/api/detections");
+        (code == 200 && String::from_utf8_lossy(&body).contains("\"dog\"")).then_some(())
+    });
+    d
+}
+
 /// GET /stream.mjpg, checked to be a multipart stream; read its parts with
 /// [`Mjpeg::next_part`].
 pub fn open_stream(addr: &str, timeout: Duration) -> Mjpeg {
