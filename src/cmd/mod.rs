@@ -66,7 +66,8 @@ impl From<DecoderArg> for DecoderKind {
 impl ModelArgs {
     /// `--model`, else the daemon's default model.
     pub fn model_path(&self) -> PathBuf {
-        self.model.clone().unwrap_or_else(|| ModelConfig::default().path)
+        let m = self.model.clone().unwrap_or_else(|| ModelConfig::default().path);
+        crate::config::installed::locate(&m)
     }
 
     /// `--labels`; else the default model's labels for the
@@ -76,9 +77,10 @@ impl ModelArgs {
             return Some(l.clone());
         }
         let d = ModelConfig::default();
+        let default_labels = || d.labels.as_deref().map(crate::config::installed::locate);
         match &self.model {
-            None => d.labels,
-            Some(m) if *m == d.path => d.labels,
+            None => default_labels(),
+            Some(m) if *m == d.path => default_labels(),
             Some(m) => crate::infer::labels::beside_model(m),
         }
     }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::capture::SourceOptions;
-use crate::config::{Annotate, AuthMode, Config};
+use crate::config::{installed, Annotate, AuthMode, Config};
 use crate::http::{Auth, HttpSettings};
 use crate::infer::{Runtime, RuntimeSearch};
 use crate::pipeline::{layout, PipelineSettings};
@@ -82,6 +82,12 @@ impl Overrides {
         }
         if let Some(r) = &self.runtime {
             cfg.runtime = Some(r.clone());
+        }
+        // Relative model and label paths not found from here: the installed
+        // copies (PREFIX/share/edgevision), as the runtime is found.
+        cfg.model.path = installed::locate(&cfg.model.path);
+        if let Some(l) = &cfg.model.labels {
+            cfg.model.labels = Some(installed::locate(l));
         }
         if let Err((key, message)) = cfg.validate() {
             anyhow::bail!("{key}: {message} (from the command line)");

@@ -28,6 +28,7 @@
 mod detect;
 mod error;
 mod http;
+pub mod installed;
 mod locate;
 mod model;
 mod source;

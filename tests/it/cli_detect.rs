@@ -343,3 +343,45 @@ fn defaults_as_the_daemon_and_a_label_mismatch_says_what_to_do() {
         out.stderr
     );
 }
+
+/// An installed layout (PREFIX/bin, PREFIX/lib/edgevision,
+/// PREFIX/share/edgevision/models), run from a directory without models:
+/// `detect` and `bench` find the default model, labels and runtime there.
+#[test]
+fn an_installed_binary_finds_its_model_and_labels_from_any_directory() {
+    let prefix = tempfile::tempdir().unwrap();
+    let p = prefix.path();
+    for d in ["bin", "lib/edgevision", "share/edgevision/models"] {
+        std::fs::create_dir_all(p.join(d)).unwrap();
+    }
+    // A copy, not a link: the binary finds its prefix from its real path.
+    std::fs::copy(env!("CARGO_BIN_EXE_edgevision"), p.join("bin/edgevision")).unwrap();
+    let link = |from: std::path::PathBuf, to: &str| std::os::unix::fs::symlink(from, p.join(to)).unwrap();
+    link(common::runtime_path(), "lib/edgevision/libLiteRt.so");
+    link(
+        common::coco_int8_model(),
+        "share/edgevision/models/ssd_mobilenet_v2_coco_int8.tflite",
+    );
+    link(common::coco_labels(), "share/edgevision/models/coco_labels.txt");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let installed = || {
+        let mut c = std::process::Command::new(p.join("bin/edgevision"));
+        c.current_dir(elsewhere.path()).env_remove("EDGEVISION_LITERT");
+        c
+    };
+
+    let out = run(installed()
+        .args(["detect", "--json"])
+        .arg(common::photo("dog.jpg")));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("\"label\":\"dog\""), "{}", out.stdout);
+
+    let out = run(installed().args(["bench", "--frames", "2", "--json"]));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let model = v["model"].as_str().unwrap();
+    assert!(
+        model.ends_with("share/edgevision/models/ssd_mobilenet_v2_coco_int8.tflite"),
+        "{v}"
+    );
+}
