@@ -20,8 +20,6 @@ use turbojpeg::raw;
 #[derive(Debug)]
 pub struct JpegDecoder {
     handle: raw::tjhandle,
-    /// The last decode's warning, if it had one.
-    warning: Option<String>,
 }
 
 // The handle is only used through `&mut self`; libjpeg-turbo handles may move
@@ -62,10 +60,7 @@ impl JpegDecoder {
         if handle.is_null() {
             return Err("libturbojpeg: cannot create a decompressor".into());
         }
-        Ok(Self {
-            handle,
-            warning: None,
-        })
+        Ok(Self { handle })
     }
 
     /// A fresh handle after an error: libjpeg-turbo 2.1 leaves a handle
@@ -88,11 +83,6 @@ impl JpegDecoder {
         unsafe { CStr::from_ptr(raw::tjGetErrorStr2(self.handle)) }
             .to_string_lossy()
             .into_owned()
-    }
-
-    /// The warning libjpeg-turbo gave for the last decoded frame, if any.
-    pub fn last_warning(&self) -> Option<&str> {
-        self.warning.as_deref()
     }
 
     /// The JPEG's width and height, from its header.
@@ -141,7 +131,6 @@ impl JpegDecoder {
         let (sw, sh) = (scaled(w, m), scaled(h, m));
         let n = sw as usize * sh as usize * 3;
         out.resize(n, 0);
-        self.warning = None;
         // SAFETY: `out` holds exactly sw * sh * 3 bytes, the size libjpeg-turbo
         // writes for this scale with pitch 0 (tightly packed RGB).
         let rc = unsafe {
@@ -161,11 +150,11 @@ impl JpegDecoder {
             // SAFETY: valid handle.
             let code = unsafe { raw::tjGetErrorCode(self.handle) };
             let msg = self.error();
+            // A warning still delivered the whole picture: keep the frame.
             if code as u32 != raw::TJERR_TJERR_WARNING || msg.contains("Premature end") {
                 self.reset();
                 return Err(format!("bad JPEG data: {msg}"));
             }
-            self.warning = Some(msg);
         }
         Ok(Decoded {
             width: sw,
@@ -195,7 +184,7 @@ pub fn trim_padding(data: &[u8]) -> &[u8] {
 /// Decodes `data` for inference only: `frame.rgb` gets the smallest DCT
 /// scale that covers `need`, `frame.jpeg` a copy of the bytes (padding
 /// trimmed). Both buffers keep their capacity.
-pub(crate) fn decode_passing_jpeg(
+pub(super) fn decode_passing_jpeg(
     dec: &mut JpegDecoder,
     data: &[u8],
     need: (u32, u32),

@@ -333,13 +333,6 @@ impl Source for MjpegFileSource {
         self.next_frame_data()?;
         let start = Instant::now();
         let dec = super::jpeg::get_or_create(&mut self.decoder)?;
-        if let Some(need) = self.opts.pass_jpeg {
-            super::jpeg::decode_passing_jpeg(dec, &self.jpeg, need, frame).map_err(CaptureError::Corrupt)?;
-            frame.decode_time = start.elapsed();
-            frame.captured_at = Instant::now();
-            return Ok(());
-        }
-        frame.jpeg.clear();
         let (want_w, want_h) = (self.opts.width, self.opts.height);
         decode_jpeg_frame(
             dec,
@@ -347,6 +340,7 @@ impl Source for MjpegFileSource {
             &self.jpeg,
             &mut self.decoded,
             frame,
+            self.opts.pass_jpeg,
             |w, h| target_size(want_w, want_h, w, h),
         )
         .map_err(CaptureError::Corrupt)?;

@@ -92,15 +92,23 @@ pub(crate) fn target_size(want_w: u32, want_h: u32, sw: u32, sh: u32) -> (u32, u
 /// letterboxed when the aspect ratios differ. The decoder scales in the DCT
 /// domain down to what covers that size; the rest is a resize. `decoded` is
 /// scratch space that is swapped with the frame's buffer when no resize is
-/// needed (no copy). Returns the JPEG's own size.
+/// needed (no copy). With `pass_jpeg` (see [`super::SourceOptions`]) the
+/// frame keeps the JPEG's bytes and gets only a decode that covers that
+/// size instead. Returns the JPEG's own size.
 pub(crate) fn decode_jpeg_frame(
     dec: &mut JpegDecoder,
     resizer: &mut Resizer,
     data: &[u8],
     decoded: &mut Vec<u8>,
     frame: &mut Frame,
+    pass_jpeg: Option<(u32, u32)>,
     size: impl FnOnce(u32, u32) -> (u32, u32),
 ) -> Result<(u32, u32), String> {
+    if let Some(need) = pass_jpeg {
+        super::jpeg::decode_passing_jpeg(dec, data, need, frame)?;
+        return Ok((frame.jpeg_width, frame.jpeg_height));
+    }
+    frame.jpeg.clear();
     let mut out = (0, 0);
     let d = dec.decode(data, decoded, |w, h| {
         out = size(w, h);

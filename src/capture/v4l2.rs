@@ -558,19 +558,13 @@ impl V4l2Source {
                 // A zero-padded buffer is fine: decoding stops at EOI.
                 // MJPEG frames need not match the negotiated size (a
                 // loopback writer, some cameras): downstream gets one size
-                // per stream, the picture letterboxed into it.
+                // per stream, the picture letterboxed into it (unless the
+                // JPEGs are passed through as they came).
                 let dec = super::jpeg::get_or_create(decoder)?;
-                if let Some(need) = opts.pass_jpeg {
-                    super::jpeg::decode_passing_jpeg(dec, data, need, frame)
+                let (jw, jh) =
+                    decode_jpeg_frame(dec, resizer, data, decoded, frame, opts.pass_jpeg, |_, _| (w, h))
                         .map_err(CaptureError::Corrupt)?;
-                    frame.decode_time = start.elapsed();
-                    frame.captured_at = Instant::now();
-                    return Ok(true);
-                }
-                frame.jpeg.clear();
-                let (jw, jh) = decode_jpeg_frame(dec, resizer, data, decoded, frame, |_, _| (w, h))
-                    .map_err(CaptureError::Corrupt)?;
-                if (jw, jh) != (w, h) && !*size_warned {
+                if (jw, jh) != (w, h) && opts.pass_jpeg.is_none() && !*size_warned {
                     *size_warned = true;
                     tracing::info!(
                         "{}: JPEG frames of {jw}x{jh} in a {w}x{h} stream; scaling them",
