@@ -112,7 +112,13 @@ struct Daemon {
 /// `STATUS=` for systemd: frame rate, frames so far, clients.
 fn status(hub: &Hub) -> String {
     let m = &hub.metrics;
-    let text = if hub.is_ready() {
+    let text = if hub.inference_failing() {
+        format!(
+            "inference failing ({} errors so far); {} frames processed",
+            m.inference_errors.get(),
+            m.frames_processed.get()
+        )
+    } else if hub.is_ready() {
         format!(
             "{:.1} fps, {} frames processed, {} stream clients",
             m.processing_fps.get(),
@@ -162,12 +168,20 @@ impl Daemon {
                 _ = hup.recv() => self.reload(),
                 _ = status_tick.tick() => self.notify(&status(&self.hub)),
                 _ = watchdog_tick.tick(), if watchdog.is_some() => {
-                    if gate.should_ping(self.hub.frames_published()) {
+                    // Frames that go out without inference are no sign of
+                    // health: a model failing on every frame gets the
+                    // daemon restarted.
+                    let alive = gate.should_ping(self.hub.frames_published());
+                    if alive && !self.hub.inference_failing() {
                         self.notify("WATCHDOG=1");
                         stalled = false;
                     } else if !std::mem::replace(&mut stalled, true) {
-                        tracing::warn!("no frame published for {:?}: not feeding the systemd watchdog",
-                            watchdog.unwrap_or_default() / 2);
+                        if alive {
+                            tracing::warn!("inference is failing: not feeding the systemd watchdog");
+                        } else {
+                            tracing::warn!("no frame published for {:?}: not feeding the systemd watchdog",
+                                watchdog.unwrap_or_default() / 2);
+                        }
                     }
                 }
                 _ = check.tick() => {

@@ -8,6 +8,7 @@
 //! JPEG once and publishes it to the hub. Frame buffers are recycled.
 
 mod encode;
+mod health;
 pub mod layout;
 mod slot;
 mod worker;
@@ -22,6 +23,7 @@ use crate::config::Annotate;
 use crate::hub::Hub;
 use crate::infer::{Detection, Detector, DetectorSettings, FilterSettings, InferError, Model, Runtime};
 
+pub use health::FAILING_AFTER;
 pub use slot::Captured;
 use slot::Slot;
 
@@ -77,6 +79,7 @@ pub(crate) struct Shared {
     /// `live_generation` moves.
     pub live_update: Mutex<Option<LiveSettings>>,
     pub live_generation: AtomicU64,
+    pub health: health::InferenceHealth,
 }
 
 /// What workers can change between two frames: the detection filter and the
@@ -184,7 +187,10 @@ impl Pipeline {
             inference_gate: Mutex::new(Instant::now() - Duration::from_secs(3600)),
             live_update: Mutex::new(None),
             live_generation: AtomicU64::new(0),
+            health: health::InferenceHealth::default(),
         });
+        // A new pipeline (new model, maybe) starts healthy.
+        shared.hub.set_inference_failing(false);
         let mut threads = Vec::new();
         let mut source_opts = settings.source_options.clone();
         if settings.annotate == Annotate::Client {

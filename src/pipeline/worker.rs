@@ -82,6 +82,7 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
     let mut live_gen = 0u64;
     let mut overlay_text = String::with_capacity(64);
     let mut last_inference_ms = 0.0f64;
+    let mut failure_log = super::health::FailureLog::default();
     while let Some(c) = shared.slot.take() {
         let gen = shared.live_generation.load(Ordering::SeqCst);
         if gen != live_gen {
@@ -113,6 +114,7 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
                     t.infer = timings.infer;
                     t.inferred = true;
                     last_inference_ms = timings.infer.as_secs_f64() * 1e3;
+                    shared.health.success(&shared.hub);
                     metrics.inference_seconds.observe(timings.infer.as_secs_f64());
                     stage_preprocess.observe(timings.preprocess.as_secs_f64());
                     stage_infer.observe(timings.infer.as_secs_f64());
@@ -126,7 +128,12 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
                     }
                 }
                 Err(e) => {
-                    tracing::error!("inference failed: {e}");
+                    let in_a_row = shared.health.failure(&shared.hub);
+                    if let Some(unlogged) = failure_log.should_log(Instant::now()) {
+                        tracing::error!(
+                            "inference failed: {e} ({in_a_row} in a row; {unlogged} more not logged since the last message)"
+                        );
+                    }
                     dets.clear();
                 }
             }

@@ -264,3 +264,82 @@ fn sighup_reloads_threshold_and_stream_settings_and_restarts_on_a_new_source() {
         .iter()
         .any(|(l, _)| l == "person"));
 }
+
+/// A model that loads but fails on every inference: frames still go out
+/// (without detections), yet the daemon says it is not ready, stops feeding
+/// the watchdog so systemd restarts it, counts the failures and logs them
+/// at a bounded rate.
+#[test]
+fn a_model_failing_every_inference_is_unready_unfed_counted_and_logged_sparingly() {
+    use common::tiny_models::{build_failing_classifier, labels_file, TempFile, CLASSES};
+    let sock = NotifySocket::bind();
+    let photos = photo_dir(&["dog.jpg"]);
+    let model = TempFile::new("failing.tflite", &build_failing_classifier());
+    let labels = labels_file(&CLASSES);
+    let config = format!(
+        "[source]\nuri = \"images:{}\"\nfps = 20.0\n[model]\npath = \"{}\"\nlabels = \"{}\"\nthreads = 1\nworkers = 1\n",
+        photos.path().display(),
+        model.path().display(),
+        labels.path().display()
+    );
+    let d = start_with_env(
+        &config,
+        &[("NOTIFY_SOCKET", &sock.path), ("WATCHDOG_USEC", "1000000")],
+    );
+    sock.wait(60, "READY=1", |m| has_line(m, "READY=1"));
+    let failing = edgevision::pipeline::FAILING_AFTER as f64;
+    wait_for(30, "failed inferences counted", || {
+        let m = common::daemon::metrics(&d.addr);
+        (common::metric(&m, "edgevision_inference_errors_total")? >= failing).then_some(())
+    });
+    // The source works and frames go out: only inference fails.
+    let m = common::daemon::metrics(&d.addr);
+    assert_eq!(common::metric(&m, "edgevision_source_up"), Some(1.0), "{m}");
+    let (code, body) = get(&d.addr, "/api/detections");
+    let report: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(report["signal"], true, "{report}");
+    assert_eq!(report["detections"].as_array().map(Vec::len), Some(0), "{report}");
+    let (code, body) = get(&d.addr, "/readyz");
+    assert_eq!(code, 503, "{}", String::from_utf8_lossy(&body));
+
+    // Pings sent before the failures were counted are still queued: drain.
+    while sock.recv(0.05).is_some() {}
+    // Six half-intervals of the 1 s watchdog without a ping; STATUS says why.
+    let end = Instant::now() + Duration::from_secs(3);
+    let mut status = String::new();
+    while let Some(msg) = sock.recv(end.saturating_duration_since(Instant::now()).as_secs_f64()) {
+        assert!(!has_line(&msg, "WATCHDOG=1"), "pinged while failing: {msg}");
+        if let Some(s) = msg.lines().find_map(|l| l.strip_prefix("STATUS=")) {
+            status = s.to_string();
+        }
+        if Instant::now() >= end {
+            break;
+        }
+    }
+    let status = if status.is_empty() {
+        sock.wait(10, "STATUS", |m| m.contains("STATUS="))
+    } else {
+        status
+    };
+    assert!(status.contains("inference failing"), "{status}");
+
+    // Every failure is counted; the log has one line for the first of them
+    // and then at most one per 10 s.
+    let errors = common::metric(
+        &common::daemon::metrics(&d.addr),
+        "edgevision_inference_errors_total",
+    )
+    .unwrap();
+    assert!(errors >= 30.0, "{errors} failures counted in 3 s at 20 fps");
+    let lines = d.log_lines("inference failed:");
+    assert!(
+        (1..=2).contains(&lines.len()),
+        "{} log lines for {errors} failures: {lines:?}",
+        lines.len()
+    );
+    assert_eq!(d.log_lines("frames in a row").len(), 1);
+    // LiteRT's own lines for a failed run: only for the first failure.
+    let runtime_lines = d.log_lines("gather index out of bounds");
+    assert!(runtime_lines.len() <= 2, "{runtime_lines:?}");
+}

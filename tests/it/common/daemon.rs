@@ -3,6 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::mjpeg::Mjpeg;
@@ -14,6 +15,8 @@ pub struct Daemon {
     pub addr: String,
     /// The config file it was started with (tests may rewrite it and send SIGHUP).
     pub config: PathBuf,
+    /// Every line the daemon wrote to stderr so far.
+    pub log: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -22,6 +25,17 @@ impl Daemon {
     pub fn signal(&self, sig: i32) {
         // SAFETY: a signal to our own child process.
         assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// The log lines so far that contain `text`.
+    pub fn log_lines(&self, text: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(text))
+            .cloned()
+            .collect()
     }
 
     /// Waits for the daemon to exit, failing after `secs`.
@@ -59,6 +73,8 @@ pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Daemon {
         .expect("spawn edgevision run");
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let lines = log.clone();
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -70,6 +86,7 @@ pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Daemon {
                 }
             }
             eprintln!("[daemon] {line}");
+            lines.lock().unwrap().push(line);
         }
     });
     let addr = rx
@@ -79,6 +96,7 @@ pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Daemon {
         child,
         addr,
         config: cfg,
+        log,
         _dir: dir,
     }
 }
