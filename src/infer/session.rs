@@ -227,6 +227,11 @@ impl Model {
         }
     }
 
+    /// The runtime the model was loaded into.
+    pub fn runtime(&self) -> &'static Runtime {
+        self.rt
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -343,3 +343,80 @@ fn a_model_failing_every_inference_is_unready_unfed_counted_and_logged_sparingly
     let runtime_lines = d.log_lines("gather index out of bounds");
     assert!(runtime_lines.len() <= 2, "{runtime_lines:?}");
 }
+
+/// The model file overwritten in place with a corrupt one, then SIGHUP:
+/// `check-config` (the unit's ExecReload) refuses it, and a reload that
+/// goes ahead anyway keeps the running pipeline. Auth changes are not
+/// applied by a reload, and the log says a restart is needed.
+#[test]
+fn a_reload_never_kills_the_daemon_and_says_what_takes_a_restart() {
+    let photos = photo_dir(&["dog.jpg"]);
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.tflite");
+    let good = std::fs::read(common::coco_model()).unwrap();
+    std::fs::write(&model, &good).unwrap();
+    let body = format!(
+        "[source]\nuri = \"images:{}\"\nfps = 10.0\n[model]\npath = \"{}\"\nlabels = \"{}\"\nthreads = 1\nworkers = 1\n",
+        photos.path().display(),
+        model.display(),
+        common::coco_labels().display()
+    );
+    let mut d = common::daemon::start_until_dog(&body);
+    let frame = |addr: &str| -> u64 {
+        let (_, body) = get(addr, "/api/detections");
+        serde_json::from_slice::<Value>(&body).unwrap()["frame"]
+            .as_u64()
+            .unwrap()
+    };
+
+    // Corrupt in place: same path, new contents (half the file).
+    std::fs::write(&model, &good[..good.len() / 2]).unwrap();
+    let out = common::run(common::bin().arg("check-config").arg(&d.config));
+    assert_ne!(out.code, Some(0), "check-config passed a corrupt model");
+    let err = &out.stderr;
+    assert!(
+        err.contains("model.path") && err.contains("model.tflite"),
+        "{err}"
+    );
+
+    for round in 1..=2 {
+        d.signal(libc::SIGHUP);
+        wait_for(30, "the refused reload", || {
+            (d.log_lines("keeping the current settings: the new model does not load")
+                .len()
+                >= round)
+                .then_some(())
+        });
+        assert!(d.child.try_wait().unwrap().is_none(), "the daemon exited");
+        let before = frame(&d.addr);
+        wait_for(10, "new frames", || (frame(&d.addr) > before).then_some(()));
+        assert_eq!(get(&d.addr, "/readyz").0, 200);
+        let (_, body) = get(&d.addr, "/api/detections");
+        assert!(String::from_utf8_lossy(&body).contains("\"dog\""));
+    }
+
+    // The good file back: the next reload loads it.
+    std::fs::write(&model, &good).unwrap();
+    let out = common::run(common::bin().arg("check-config").arg(&d.config));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("model loads"), "{}", out.stdout);
+    d.signal(libc::SIGHUP);
+    wait_for(30, "the restart", || {
+        (!d.log_lines("SIGHUP: pipeline restarted").is_empty()).then_some(())
+    });
+
+    // Bearer auth added: not applied by a reload, and the log says so.
+    let token = "a-long-enough-token-for-the-test";
+    std::fs::write(
+        &d.config,
+        format!("{body}[http.auth]\nmode = \"bearer\"\ntoken = \"{token}\"\n"),
+    )
+    .unwrap();
+    d.signal(libc::SIGHUP);
+    let warning = wait_for(30, "the restart warning", || {
+        d.log_lines("which takes a restart").pop()
+    });
+    assert!(warning.contains("[http.auth]"), "{warning}");
+    assert_eq!(get(&d.addr, "/api/detections").0, 200);
+    assert!(d.child.try_wait().unwrap().is_none(), "the daemon exited");
+}
