@@ -108,7 +108,21 @@ pub struct RunArgs {
 /// Pipeline settings from a validated config.
 pub fn pipeline_settings(cfg: &Config) -> anyhow::Result<PipelineSettings> {
     let s = &cfg.source;
-    let layout = layout::choose(layout::usable_cores(), cfg.model.workers, cfg.model.threads);
+    let cores = layout::usable_cores();
+    let chosen = layout::choose(cores, cfg.model.workers, cfg.model.threads);
+    let m = &cfg.model;
+    for (key, asked, used) in [
+        ("model.workers", m.workers, chosen.workers),
+        ("model.threads", m.threads, chosen.threads),
+    ] {
+        if asked > used {
+            tracing::warn!("{key} = {asked} is more than the {cores} cores this process may use: {used}");
+        }
+    }
+    let layout = layout::fit_room(chosen, layout::thread_room()).map_err(anyhow::Error::msg)?;
+    if layout != chosen {
+        tracing::warn!("inference cut to {layout} to stay within the task limit (TasksMax=, ulimit -u)");
+    }
     let mut detector = cfg.detector_settings();
     detector.session.threads = layout.threads;
     Ok(PipelineSettings {

@@ -67,7 +67,11 @@ pub struct FrameTiming {
 pub(crate) struct Shared {
     pub hub: Arc<Hub>,
     pub slot: Slot,
-    pub stop: AtomicBool,
+    /// Set to stop; the capture thread's sleeps watch it too
+    /// ([`capture::set_cancel`]).
+    pub stop: Arc<AtomicBool>,
+    /// Woken on stop, out of a pacing or back-off sleep.
+    pub capture_thread: std::sync::OnceLock<std::thread::Thread>,
     /// Latest detections, drawn on frames that skip inference.
     pub latest: Mutex<(u64, Vec<Detection>)>,
     pub last_published: AtomicU64,
@@ -80,6 +84,18 @@ pub(crate) struct Shared {
     pub live_update: Mutex<Option<LiveSettings>>,
     pub live_generation: AtomicU64,
     pub health: health::InferenceHealth,
+}
+
+impl Shared {
+    /// Stops every thread soon, whatever the frame rate: the slot closes
+    /// and the capture thread wakes from any sleep.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.slot.close();
+        if let Some(t) = self.capture_thread.get() {
+            t.unpark();
+        }
+    }
 }
 
 /// What workers can change between two frames: the detection filter and the
@@ -242,7 +258,8 @@ impl Pipeline {
         let shared = Arc::new(Shared {
             hub,
             slot: Slot::new(),
-            stop: AtomicBool::new(false),
+            stop: Arc::new(AtomicBool::new(false)),
+            capture_thread: std::sync::OnceLock::new(),
             latest: Mutex::new((0, Vec::new())),
             last_published: AtomicU64::new(0),
             processed: AtomicU64::new(0),
@@ -278,8 +295,12 @@ impl Pipeline {
         // keep their own clock and replace unprocessed frames.
         let pull = opts.fps == 0.0 && !matches!(settings.source, SourceUri::V4l2(_));
         pipeline.spawn("capture".into(), move || {
+            capture::set_cancel(cap_shared.stop.clone());
             slot::capture_loop(source, opts, pull, workers > 1, cap_shared)
         })?;
+        if let Some(t) = pipeline.threads.first() {
+            let _ = shared.capture_thread.set(t.thread().clone());
+        }
         let worker_settings = worker::WorkerSettings::from(&settings);
         for (i, det) in detectors.into_iter().enumerate() {
             let sh = shared.clone();
@@ -368,8 +389,7 @@ impl Pipeline {
     }
 
     fn shutdown(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        self.shared.slot.close();
+        self.shared.request_stop();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

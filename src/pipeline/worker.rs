@@ -72,8 +72,7 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
         Ok(e) => e,
         Err(e) => {
             tracing::error!("cannot start the JPEG encoder: {e}");
-            shared.stop.store(true, Ordering::SeqCst);
-            shared.slot.close();
+            shared.request_stop();
             return;
         }
     };
@@ -246,8 +245,7 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
             }
             let n = shared.processed.fetch_add(1, Ordering::SeqCst) + 1;
             if shared.frame_limit.is_some_and(|limit| n >= limit) {
-                shared.stop.store(true, Ordering::SeqCst);
-                shared.slot.close();
+                shared.request_stop();
             }
         }
         recycle(&shared, img, c.frame.jpeg, w, h);
