@@ -41,6 +41,19 @@ pub fn run(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     settings.session.threads = 1;
     let det = Detector::new(rt, &settings)
         .with_context(|| format!("model.path: {} does not load", settings.model.display()))?;
+    let unknown = det.labels().unknown_in(&settings.filter);
+    if !unknown.is_empty() {
+        // Not an error: a label list may be shared by several models.
+        eprintln!(
+            "{}: warning: no class of the model's labels is called {} (detect.allow, deny, label_thresholds)",
+            args.file.display(),
+            unknown
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let (w, h) = det.input_size();
     println!(
         "{}: ok ({}; model loads: {}, {w}x{h} input, {} labels)",

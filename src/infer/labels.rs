@@ -83,6 +83,30 @@ impl Labels {
         self.names.len()
     }
 
+    /// The label names a filter mentions (allow, deny, per-label
+    /// thresholds) that no class of these labels has: most likely typos,
+    /// which would otherwise filter nothing without a word.
+    pub fn unknown_in(&self, filter: &super::FilterSettings) -> Vec<String> {
+        let known = |name: &str| {
+            self.names.values().any(|n| n == name)
+                || name
+                    .strip_prefix("class ")
+                    .and_then(|id| id.parse::<u32>().ok())
+                    .is_some_and(|id| self.get(id).is_none())
+        };
+        let mut unknown: Vec<String> = filter
+            .allow
+            .iter()
+            .chain(&filter.deny)
+            .chain(filter.label_thresholds.keys())
+            .filter(|n| !known(n))
+            .cloned()
+            .collect();
+        unknown.sort();
+        unknown.dedup();
+        unknown
+    }
+
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
@@ -143,6 +167,20 @@ fn split_id(line: &str) -> Option<(u32, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filter_names_that_no_class_has_are_found() {
+        let labels = Labels::parse("0 person\n2 car\n3 traffic light\n").unwrap();
+        let mut f = crate::infer::FilterSettings {
+            allow: vec!["person".into(), "persn".into(), "class 1".into()],
+            deny: vec!["car".into(), "class 2".into()],
+            ..Default::default()
+        };
+        f.label_thresholds.insert("traffic light".into(), 0.3);
+        f.label_thresholds.insert("trafic light".into(), 0.3);
+        // "class 1" is how an unnamed id prints; "class 2" has a name.
+        assert_eq!(labels.unknown_in(&f), ["class 2", "persn", "trafic light"]);
+    }
 
     #[test]
     fn id_name_files_keep_gaps() {

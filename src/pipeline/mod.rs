@@ -115,6 +115,19 @@ pub struct Pipeline {
     /// notices a replaced file at the same path.
     model_mtime: Option<SystemTime>,
     layout: layout::Layout,
+    /// The model's labels, to check filters against.
+    labels: crate::infer::Labels,
+}
+
+/// Warns about filter names no class has (typos filter nothing).
+fn warn_unknown_labels(labels: &crate::infer::Labels, filter: &FilterSettings) {
+    let unknown = labels.unknown_in(filter);
+    if !unknown.is_empty() {
+        tracing::warn!(
+            "detect: no class of the model's labels is called {}: check the spelling in allow, deny and label_thresholds",
+            unknown.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+        );
+    }
 }
 
 /// The interpreters for `settings.layout`. With a fully automatic layout and
@@ -280,9 +293,12 @@ impl Pipeline {
         }
         // Threads already started are stopped and joined if a later one
         // cannot start: the pipeline is dropped.
+        let labels = detectors.first().map(|d| d.labels().clone()).unwrap_or_default();
+        warn_unknown_labels(&labels, &settings.detector.filter);
         let mut pipeline = Pipeline {
             shared: shared.clone(),
             threads: Vec::new(),
+            labels,
             model,
             settings: settings.clone(),
             layout,
@@ -362,6 +378,9 @@ impl Pipeline {
     /// restart ([`Pipeline::restart_reason`]) are ignored.
     pub fn update_live(&mut self, new: &PipelineSettings) -> Result<(), String> {
         new.detector.filter.validate()?;
+        if new.detector.filter != self.settings.detector.filter {
+            warn_unknown_labels(&self.labels, &new.detector.filter);
+        }
         let live = LiveSettings {
             filter: new.detector.filter.clone(),
             worker: worker::WorkerSettings::from(new),

@@ -122,4 +122,39 @@ fn demo_config_is_ok() {
     assert!(stdout.contains("images:tests/photos"), "{stdout}");
     assert!(stdout.contains("ssd_mobilenet_v2_coco_int8.tflite"), "{stdout}");
     assert!(stdout.contains("127.0.0.1:8080"), "{stdout}");
+    // The model was loaded, and the filter names only real classes.
+    assert!(
+        stdout.contains("model loads: detector, 300x300 input"),
+        "{stdout}"
+    );
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+/// Filter names no class has (typos) are accepted with a warning naming
+/// them; `--skip-model` checks without loading anything.
+#[test]
+fn filter_labels_the_model_lacks_are_named() {
+    let (_dir, file) = temp_config(&format!(
+        "[model]\npath = \"{}\"\nlabels = \"{}\"\n[detect]\nallow = [\"person\", \"persn\"]\n\
+         [detect.label_thresholds]\n\"trafic light\" = 0.3\n",
+        crate::common::coco_model().display(),
+        crate::common::coco_labels().display()
+    ));
+    let out = check_config(&file);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("\"persn\", \"trafic light\""),
+        "{stderr}"
+    );
+    let out = bin()
+        .args(["check-config", "--skip-model"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("model not loaded"),
+        "{stdout}"
+    );
 }
