@@ -94,6 +94,7 @@ fn settings(max_clients: usize, client_timeout: Duration, auth: Auth) -> HttpSet
         max_clients,
         client_timeout,
         auth,
+        ..HttpSettings::default()
     }
 }
 
@@ -720,7 +721,7 @@ fn basic_auth_guards_everything_but_healthz() {
 
 #[test]
 fn bearer_auth_accepts_header_or_query_token() {
-    let token = "s3cret-t0ken";
+    let token = "s3cret-t0ken-0123456789";
     let server = Server::start(settings(
         4,
         Duration::from_secs(5),
