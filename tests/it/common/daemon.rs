@@ -2,7 +2,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::mjpeg::Mjpeg;
@@ -14,6 +15,8 @@ pub struct Daemon {
     pub addr: String,
     /// The config file it was started with (tests may rewrite it and send SIGHUP).
     pub config: PathBuf,
+    /// Everything it logged so far (stderr), line by line.
+    pub log: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -45,20 +48,30 @@ pub fn start(config: &str) -> Daemon {
 
 /// [`start`] with extra environment variables.
 pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Daemon {
+    start_with(config, |cmd| {
+        cmd.envs(env.iter().copied());
+    })
+}
+
+/// [`start`], with the command adjusted by `adjust` before it is spawned.
+pub fn start_with(config: &str, adjust: impl FnOnce(&mut Command)) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("edgevision.toml");
     std::fs::write(&cfg, config).unwrap();
-    let mut child = super::bin()
-        .args(["run", "--listen", "127.0.0.1:0", "--config"])
+    let mut cmd = super::bin();
+    cmd.args(["run", "--listen", "127.0.0.1:0", "--config"])
         .arg(&cfg)
-        .env("EDGEVISION_LOG", "info")
-        .envs(env.iter().copied())
+        .env("EDGEVISION_LOG", "info");
+    adjust(&mut cmd);
+    let mut child = cmd
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn edgevision run");
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let kept = log.clone();
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -70,6 +83,7 @@ pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Daemon {
                 }
             }
             eprintln!("[daemon] {line}");
+            kept.lock().unwrap().push(line);
         }
     });
     let addr = rx
@@ -79,6 +93,7 @@ pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Daemon {
         child,
         addr,
         config: cfg,
+        log,
         _dir: dir,
     }
 }
