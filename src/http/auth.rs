@@ -194,6 +194,8 @@ impl Authenticator {
                     memory: Mutex::new(Vec::new()),
                 }))
             }
+            // Too short a token (refused by the config check) opens nothing.
+            Auth::Bearer(token) if token.len() < MIN_TOKEN_LEN => Mode::Bearer(Vec::new()),
             Auth::Bearer(token) => Mode::Bearer(token.as_bytes().to_vec()),
         };
         Authenticator {
