@@ -40,8 +40,11 @@ use tokio::time::{Instant, Sleep};
 
 /// Open files kept free for everything else (model, images, /proc, logs).
 pub(crate) const FD_RESERVE: usize = 64;
-/// Connections admitted beyond the cap while evicted ones close.
-const EVICTION_SLACK: usize = 32;
+/// Sockets beyond the cap that may still be open while evicted ones close;
+/// past this, accepting waits for them (up to [`CLOSING_WAIT`]).
+const CLOSING_SLACK: usize = 32;
+/// How long an accept waits for evicted connections to close.
+const CLOSING_WAIT: Duration = Duration::from_millis(200);
 /// How often a refusal is logged at most.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\
@@ -81,36 +84,47 @@ pub(crate) fn open_file_limit() -> Option<usize> {
 #[derive(Default)]
 struct Registry {
     conns: Mutex<VecDeque<Weak<ConnState>>>,
+    /// Open sockets, evicted ones that have not closed yet included.
     live: AtomicUsize,
+    /// Open sockets not evicted: what the cap is about.
+    active: AtomicUsize,
+}
+
+enum Admission {
+    Admit,
+    /// Every connection is busy.
+    Refuse,
+    /// Too many evicted sockets are still closing; try again shortly.
+    Wait,
 }
 
 impl Registry {
     /// Whether a new connection may be served; at the cap, evicts the oldest
     /// idle one to make room.
-    fn admit(&self, cap: usize) -> bool {
-        let live = self.live.load(Ordering::Acquire);
-        if live < cap {
-            return true;
+    fn admit(&self, cap: usize) -> Admission {
+        if self.live.load(Ordering::Acquire) >= cap + CLOSING_SLACK {
+            return Admission::Wait;
         }
-        if live >= cap + EVICTION_SLACK {
-            return false;
+        if self.active.load(Ordering::Acquire) < cap {
+            return Admission::Admit;
         }
         let mut conns = self.conns.lock().unwrap();
         conns.retain(|w| w.strong_count() > 0);
-        let victim = conns.iter().filter_map(Weak::upgrade).find(|c| c.evictable());
-        match victim {
-            Some(c) => {
-                c.evict();
-                true
+        for c in conns.iter().filter_map(Weak::upgrade) {
+            if c.evictable() && c.close() {
+                self.active.fetch_sub(1, Ordering::AcqRel);
+                c.wake_reader();
+                return Admission::Admit;
             }
-            None => false,
         }
+        Admission::Refuse
     }
 
-    fn add(self: &Arc<Self>, state: &Arc<ConnState>, cap: usize) {
+    fn add(&self, state: &Arc<ConnState>, cap: usize) {
         self.live.fetch_add(1, Ordering::AcqRel);
+        self.active.fetch_add(1, Ordering::AcqRel);
         let mut conns = self.conns.lock().unwrap();
-        if conns.len() > 2 * cap + EVICTION_SLACK {
+        if conns.len() > 2 * cap + CLOSING_SLACK {
             conns.retain(|w| w.strong_count() > 0);
         }
         conns.push_back(Arc::downgrade(state));
@@ -156,8 +170,13 @@ impl ConnState {
         !a.answering && !a.streaming && !self.evicted.load(Ordering::Acquire)
     }
 
-    fn evict(&self) {
-        self.evicted.store(true, Ordering::Release);
+    /// Marks the connection closed (evicted, or its socket dropped); `true`
+    /// for the one call that did, so it alone takes it off the count.
+    fn close(&self) -> bool {
+        !self.evicted.swap(true, Ordering::AcqRel)
+    }
+
+    fn wake_reader(&self) {
         if let Some(w) = self.reader.lock().unwrap().take() {
             w.wake();
         }
@@ -267,7 +286,7 @@ impl TimeoutListener {
         let now = Instant::now();
         if self.refusal_logged.is_none_or(|t| now >= t + REFUSAL_LOG_EVERY) {
             tracing::warn!(
-                "http: {} connection(s) refused (the latest from {addr}): all {} connections are busy",
+                "http: {} connection(s) refused (the latest from {addr}): all {} connections are busy or closing",
                 self.refused,
                 self.limits.max_connections
             );
@@ -285,7 +304,16 @@ impl axum::serve::Listener for TimeoutListener {
         loop {
             // axum's impl logs and retries accept errors (EMFILE and the like).
             let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-            if !self.registry.admit(self.limits.max_connections) {
+            let waited = Instant::now();
+            let admitted = loop {
+                match self.registry.admit(self.limits.max_connections) {
+                    Admission::Admit => break true,
+                    Admission::Refuse => break false,
+                    Admission::Wait if waited.elapsed() >= CLOSING_WAIT => break false,
+                    Admission::Wait => tokio::time::sleep(Duration::from_millis(1)).await,
+                }
+            };
+            if !admitted {
                 self.refuse(stream, addr);
                 continue;
             }
@@ -324,6 +352,9 @@ pub(crate) struct TimeoutIo {
 
 impl Drop for TimeoutIo {
     fn drop(&mut self) {
+        if self.state.close() {
+            self.registry.active.fetch_sub(1, Ordering::AcqRel);
+        }
         self.registry.live.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -369,10 +400,7 @@ impl AsyncRead for TimeoutIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         if self.state.evicted.load(Ordering::Acquire) {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "idle connection closed to make room (http.max_connections)",
-            )));
+            return Poll::Ready(Err(evicted()));
         }
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
@@ -385,6 +413,10 @@ impl AsyncRead for TimeoutIo {
             }
             Poll::Pending => {
                 self.state.set_reader(cx.waker());
+                // Evicted between the check above and now: nobody will wake us.
+                if self.state.evicted.load(Ordering::Acquire) {
+                    return Poll::Ready(Err(evicted()));
+                }
                 let Some(deadline) = self.state.read_deadline(&self.limits) else {
                     self.read_deadline = None;
                     return Poll::Pending;
@@ -435,6 +467,13 @@ impl AsyncWrite for TimeoutIo {
         let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
         self.guard(cx, poll, false)
     }
+}
+
+fn evicted() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "idle connection closed to make room (http.max_connections)",
+    )
 }
 
 #[cfg(test)]
