@@ -52,6 +52,9 @@ pub struct Hub {
     frames: watch::Sender<Option<Arc<EncodedFrame>>>,
     reports: watch::Sender<Option<Arc<FrameReport>>>,
     ready: AtomicBool,
+    /// Inference has failed on several frames in a row: not ready, and the
+    /// systemd watchdog goes unfed, whatever the source does.
+    inference_failing: AtomicBool,
     /// Frames published since start, across pipeline restarts (the
     /// watchdog's sign of life).
     published: AtomicU64,
@@ -67,6 +70,7 @@ impl Hub {
             frames: watch::channel(None).0,
             reports: watch::channel(None).0,
             ready: AtomicBool::new(false),
+            inference_failing: AtomicBool::new(false),
             published: AtomicU64::new(0),
             last_seq: AtomicU64::new(0),
             metrics,
@@ -117,7 +121,18 @@ impl Hub {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
+    /// Ready, and inference is not failing frame after frame.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed) && !self.inference_failing()
+    }
+
+    pub fn set_inference_failing(&self, failing: bool) {
+        self.inference_failing.store(failing, Ordering::Relaxed);
+    }
+
+    /// See [`Hub::set_inference_failing`]; the pipeline sets it after
+    /// [`crate::pipeline::FAILING_AFTER`] failed inferences in a row.
+    pub fn inference_failing(&self) -> bool {
+        self.inference_failing.load(Ordering::Relaxed)
     }
 }

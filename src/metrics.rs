@@ -19,6 +19,7 @@ pub struct Metrics {
     pub source_up: IntGauge,
     pub processing_fps: Gauge,
     pub inference_seconds: Histogram,
+    pub inference_errors: IntCounter,
     pub stage_seconds: HistogramVec,
     pub detections: IntCounterVec,
     pub stream_clients: IntGauge,
@@ -82,6 +83,10 @@ impl Metrics {
         let processing_fps = gauge(
             "edgevision_processing_fps",
             "Frames per second processed and encoded.",
+        );
+        let inference_errors = counter(
+            "edgevision_inference_errors_total",
+            "Model invocations that failed (the frame went out without detections).",
         );
         let inference_seconds = Histogram::with_opts(
             HistogramOpts::new("edgevision_inference_seconds", "Time of one model invocation.")
@@ -160,6 +165,7 @@ impl Metrics {
             source_up,
             processing_fps,
             inference_seconds,
+            inference_errors,
             stage_seconds,
             detections,
             stream_clients,

@@ -13,7 +13,7 @@ use crate::hub::Hub;
 use crate::infer::Runtime;
 use crate::metrics::Metrics;
 use crate::notify::{self, Notifier, WatchdogGate};
-use crate::pipeline::{Pipeline, PipelineSettings};
+use crate::pipeline::{Pipeline, PipelineSettings, Prepared, StartError};
 
 /// What `run` needs, resolved from config and command line.
 pub struct DaemonSettings {
@@ -112,7 +112,13 @@ struct Daemon {
 /// `STATUS=` for systemd: frame rate, frames so far, clients.
 fn status(hub: &Hub) -> String {
     let m = &hub.metrics;
-    let text = if hub.is_ready() {
+    let text = if hub.inference_failing() {
+        format!(
+            "inference failing ({} errors so far); {} frames processed",
+            m.inference_errors.get(),
+            m.frames_processed.get()
+        )
+    } else if hub.is_ready() {
         format!(
             "{:.1} fps, {} frames processed, {} stream clients",
             m.processing_fps.get(),
@@ -162,12 +168,20 @@ impl Daemon {
                 _ = hup.recv() => self.reload(),
                 _ = status_tick.tick() => self.notify(&status(&self.hub)),
                 _ = watchdog_tick.tick(), if watchdog.is_some() => {
-                    if gate.should_ping(self.hub.frames_published()) {
+                    // Frames that go out without inference are no sign of
+                    // health: a model failing on every frame gets the
+                    // daemon restarted.
+                    let alive = gate.should_ping(self.hub.frames_published());
+                    if alive && !self.hub.inference_failing() {
                         self.notify("WATCHDOG=1");
                         stalled = false;
                     } else if !std::mem::replace(&mut stalled, true) {
-                        tracing::warn!("no frame published for {:?}: not feeding the systemd watchdog",
-                            watchdog.unwrap_or_default() / 2);
+                        if alive {
+                            tracing::warn!("inference is failing: not feeding the systemd watchdog");
+                        } else {
+                            tracing::warn!("no frame published for {:?}: not feeding the systemd watchdog",
+                                watchdog.unwrap_or_default() / 2);
+                        }
                     }
                 }
                 _ = check.tick() => {
@@ -209,13 +223,18 @@ impl Daemon {
             tracing::info!("SIGHUP: detection filter and stream settings reloaded");
             return Ok(());
         };
-        tracing::info!("SIGHUP: {reason}; restarting the pipeline");
+        // Load the new model while the old pipeline runs: a model that does
+        // not load (a file replaced by a corrupt one) changes nothing.
+        tracing::info!("SIGHUP: {reason}; loading the new settings while the pipeline runs");
+        let prepared = tokio::task::block_in_place(|| Prepared::load(self.rt, new))
+            .context("the new model does not load")?;
         let old = self.pipeline.take().expect("checked above");
+        let (old_model, old_mtime) = (old.model().clone(), old.model_mtime());
         let old_settings = old.settings().clone();
-        // Joining the threads blocks: let tokio move other tasks away.
+        // The source (a V4L2 device) may be opened by one pipeline at a time.
         tokio::task::block_in_place(|| drop(old.stop()));
-        let started = tokio::task::block_in_place(|| Pipeline::start(self.rt, new, self.hub.clone(), false));
-        match started {
+        let hub = self.hub.clone();
+        match tokio::task::block_in_place(|| Pipeline::launch(prepared, hub, false)) {
             Ok(p) => {
                 tracing::info!(
                     "SIGHUP: pipeline restarted (model {})",
@@ -225,9 +244,13 @@ impl Daemon {
                 Ok(())
             }
             Err(e) => {
-                // The old settings worked a moment ago: go back to them.
+                // Back to the old settings, with the old model from memory:
+                // its file may have changed since it was loaded.
+                let hub = self.hub.clone();
                 let back = tokio::task::block_in_place(|| {
-                    Pipeline::start(self.rt, old_settings, self.hub.clone(), false)
+                    Prepared::with_model(old_model, old_mtime, old_settings)
+                        .map_err(StartError::from)
+                        .and_then(|p| Pipeline::launch(p, hub, false))
                 });
                 match back {
                     Ok(p) => self.pipeline = Some(p),

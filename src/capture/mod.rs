@@ -96,6 +96,7 @@ pub mod v4l2;
 
 pub use resilient::{no_signal_frame, Event, Resilient};
 pub use uri::{SourceUri, UriError};
+pub use util::{cancelled, set_cancel};
 pub use v4l2::{list_devices, DeviceInfo};
 
 /// Which pixel format to ask a V4L2 device for. Anything the device does not

@@ -146,10 +146,14 @@ impl Resilient {
                 if retry_at > now {
                     let wait = retry_at - now;
                     if wait > MAX_WAIT {
-                        std::thread::sleep(MAX_WAIT);
+                        super::util::sleep(MAX_WAIT);
                         return Event::Waiting;
                     }
-                    std::thread::sleep(wait);
+                    super::util::sleep(wait);
+                }
+                if super::util::cancelled() {
+                    // Stopping: no point opening the device again.
+                    return Event::Waiting;
                 }
                 match self.inner.open() {
                     Ok(()) => {

@@ -1,6 +1,9 @@
 //! Helpers shared by the sources: frame pacing, letterboxed scaling into
 //! reused buffers, and drawing on a [`Frame`] through `image`'s types.
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fast_image_resize::images::{CroppedImageMut, Image, ImageRef};
@@ -9,6 +12,39 @@ use image::RgbImage;
 
 use super::jpeg::JpegDecoder;
 use super::Frame;
+
+thread_local! {
+    /// The flag that ends this thread's sleeps early ([`set_cancel`]).
+    static CANCEL: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
+}
+
+/// Makes [`sleep`] on this thread return as soon as `flag` is set (and the
+/// thread unparked): a source paced at one frame a minute still stops at once.
+pub fn set_cancel(flag: Arc<AtomicBool>) {
+    CANCEL.with(|c| *c.borrow_mut() = Some(flag));
+}
+
+/// Whether this thread was asked to stop ([`set_cancel`]).
+pub fn cancelled() -> bool {
+    CANCEL.with(|c| c.borrow().as_ref().is_some_and(|f| f.load(Ordering::SeqCst)))
+}
+
+/// Sleeps for `d`, or until this thread's cancel flag is set and the
+/// thread unparked.
+pub fn sleep(d: Duration) {
+    let end = Instant::now() + d;
+    loop {
+        if cancelled() {
+            return;
+        }
+        let now = Instant::now();
+        if now >= end {
+            return;
+        }
+        // Wakes early on unpark (or spuriously): the loop checks again.
+        std::thread::park_timeout(end - now);
+    }
+}
 
 /// Sleeps so that frames come out at a steady rate.
 #[derive(Debug)]
@@ -41,7 +77,7 @@ impl Pacer {
         let due = match self.next_due {
             None => now,
             Some(due) if due > now => {
-                std::thread::sleep(due - now);
+                sleep(due - now);
                 due
             }
             Some(due) if now - due > iv => now,

@@ -54,6 +54,8 @@ const GREY: FourCC = FourCC { repr: *b"GREY" };
 pub const FALLBACK_ORDER: [FourCC; 7] = [MJPG, JPEG, YUYV, RGB3, BGR3, NV12, GREY];
 
 const BUFFER_COUNT: u32 = 4;
+/// How long one poll for a frame waits before the stop flag is checked.
+const POLL_STEP: Duration = Duration::from_millis(200);
 /// `v4l`'s poll timeout is an i32 of milliseconds.
 const MAX_STALL_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -364,6 +366,8 @@ struct Opened {
     stride: usize,
     /// CLOCK_MONOTONIC when the device was configured, in microseconds.
     opened_us: Option<i64>,
+    /// `next` was called once: the stream is on and may be polled.
+    streaming: bool,
 }
 
 /// The V4L2 capture source.
@@ -508,6 +512,7 @@ impl V4l2Source {
             height: fmt.height,
             stride,
             opened_us: monotonic_us(),
+            streaming: false,
         })
     }
 
@@ -526,6 +531,37 @@ impl V4l2Source {
         let o = opened
             .as_mut()
             .ok_or_else(|| CaptureError::Unavailable(format!("{} is not open", path.display())))?;
+        if o.streaming {
+            // Wait in short polls, so that a stop is seen while the camera
+            // sends nothing. (`v4l` queues the previous buffer again on
+            // each `next`, so its own poll timing out cannot be retried;
+            // and before the first `next` the stream is not started.)
+            let waiting_since = Instant::now();
+            let stall = opts.stall_timeout.min(MAX_STALL_TIMEOUT);
+            loop {
+                let step = if stall.is_zero() {
+                    POLL_STEP
+                } else {
+                    POLL_STEP.min(stall.saturating_sub(waiting_since.elapsed()))
+                };
+                let ready = o
+                    .stream
+                    .handle()
+                    .poll(libc::POLLIN, step.as_millis() as i32)
+                    .map_err(|e| io_unavailable(path, "capture failed", e))?;
+                if ready > 0 {
+                    break;
+                }
+                if super::util::cancelled() {
+                    return Err(CaptureError::EndOfStream);
+                }
+                if !stall.is_zero() && waiting_since.elapsed() >= stall {
+                    return Err(CaptureError::Stalled(opts.stall_timeout));
+                }
+            }
+        }
+        // Any error closes the device: a reopened one starts over.
+        o.streaming = true;
         let (buf, meta) = match CaptureStream::next(&mut o.stream) {
             Ok(x) => x,
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {

@@ -96,7 +96,11 @@ impl ModelArgs {
         let mut s = SessionOptions::default();
         if let Some(t) = self.threads {
             anyhow::ensure!(t >= 1, "--threads must be 1 or more");
-            s.threads = t;
+            let cores = crate::pipeline::layout::usable_cores();
+            if t > cores {
+                tracing::warn!("--threads {t} is more than the {cores} cores this process may use: {cores}");
+            }
+            s.threads = t.min(cores);
         }
         s.xnnpack = !self.no_xnnpack;
         Ok(s)

@@ -108,7 +108,21 @@ pub struct RunArgs {
 /// Pipeline settings from a validated config.
 pub fn pipeline_settings(cfg: &Config) -> anyhow::Result<PipelineSettings> {
     let s = &cfg.source;
-    let layout = layout::choose(layout::usable_cores(), cfg.model.workers, cfg.model.threads);
+    let cores = layout::usable_cores();
+    let chosen = layout::choose(cores, cfg.model.workers, cfg.model.threads);
+    let m = &cfg.model;
+    for (key, asked, used) in [
+        ("model.workers", m.workers, chosen.workers),
+        ("model.threads", m.threads, chosen.threads),
+    ] {
+        if asked > used {
+            tracing::warn!("{key} = {asked} is more than the {cores} cores this process may use: {used}");
+        }
+    }
+    let layout = layout::fit_room(chosen, layout::thread_room()).map_err(anyhow::Error::msg)?;
+    if layout != chosen {
+        tracing::warn!("inference cut to {layout} to stay within the task limit (TasksMax=, ulimit -u)");
+    }
     let mut detector = cfg.detector_settings();
     detector.session.threads = layout.threads;
     Ok(PipelineSettings {
@@ -166,6 +180,32 @@ pub(crate) fn http_settings(cfg: &Config) -> HttpSettings {
     }
 }
 
+/// The keys the HTTP server reads only at start that differ in `new`.
+fn http_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if old.http.listen != new.http.listen {
+        changed.push("http.listen");
+    }
+    if old.http.auth != new.http.auth {
+        changed.push("[http.auth]");
+    }
+    let (mut rest_old, mut rest_new) = (old.http.clone(), new.http.clone());
+    rest_old.listen.clear();
+    rest_new.listen.clear();
+    rest_old.auth = Default::default();
+    rest_new.auth = Default::default();
+    if rest_old != rest_new {
+        changed.push("[http]");
+    }
+    if old.stream.max_clients != new.stream.max_clients {
+        changed.push("stream.max_clients");
+    }
+    if old.stream.client_timeout != new.stream.client_timeout {
+        changed.push("stream.client_timeout");
+    }
+    changed
+}
+
 pub fn runtime_for(cfg: &Config) -> anyhow::Result<&'static Runtime> {
     Ok(Runtime::load(&RuntimeSearch {
         cli: None,
@@ -203,11 +243,25 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let reload: Option<ReloadFn> = args.overrides.config.clone().map(|path| {
         let overrides = args.overrides.clone();
+        let listen_override = args.listen.clone();
+        let at_start = cfg.clone();
         let f: ReloadFn = Box::new(move || {
             tracing::info!("reloading {}", path.display());
-            // [http] (listener, auth, client limits) is set up once: a
-            // change there takes a restart.
-            pipeline_settings(&overrides.load()?)
+            let mut new = overrides.load()?;
+            if let Some(l) = &listen_override {
+                new.http.listen = l.clone();
+            }
+            // The listener, auth and client limits are set up once: say so
+            // rather than let a changed password look applied.
+            let changed = http_changes(&at_start, &new);
+            if !changed.is_empty() {
+                tracing::warn!(
+                    "SIGHUP: {} changed, which takes a restart (systemctl restart edgevision); \
+                     the server keeps the settings it started with",
+                    changed.join(", ")
+                );
+            }
+            pipeline_settings(&new)
         });
         f
     });

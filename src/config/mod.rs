@@ -74,6 +74,14 @@ pub struct Config {
 
 /// Largest frame side accepted.
 const MAX_SIDE: u32 = 16384;
+/// Frame rates: below one frame in 1000 s is a stopped source, above 1000
+/// no camera.
+const MIN_FPS: f32 = 0.001;
+const MAX_FPS: f32 = 1000.0;
+/// Timeouts and intervals in seconds: an hour at most.
+const MAX_SECONDS: f32 = 3600.0;
+const MAX_EVERY_NTH: u32 = 10_000;
+const MAX_CLIENTS: usize = 10_000;
 /// Most interpreters accepted in `model.workers`.
 const MAX_WORKERS: usize = 64;
 /// Most CPU threads accepted in `model.threads`.
@@ -154,6 +162,14 @@ impl Config {
             }
         };
 
+        let at_most = |key: &str, v: f32, max: f32| {
+            if v <= max {
+                Ok(())
+            } else {
+                err(key, format!("must be at most {max}, not {v}"))
+            }
+        };
+
         if self.runtime.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             return err("runtime", "must not be empty".into());
         }
@@ -179,10 +195,25 @@ impl Config {
                 format!("is 0 (native size) but {other} is {v}; set both or neither to 0"),
             );
         }
-        finite_at_least("source.fps", s.fps, 0.0, false)?;
+        if !(s.fps == 0.0 || (MIN_FPS..=MAX_FPS).contains(&s.fps)) {
+            return err(
+                "source.fps",
+                format!(
+                    "must be 0 (the source's own rate) or between {MIN_FPS} and {MAX_FPS}, not {}",
+                    s.fps
+                ),
+            );
+        }
         finite_at_least("source.stall_timeout", s.stall_timeout, 0.0, true)?;
+        at_most("source.stall_timeout", s.stall_timeout, MAX_SECONDS)?;
         finite_at_least("source.reconnect_max_backoff", s.reconnect_max_backoff, 0.0, true)?;
+        at_most(
+            "source.reconnect_max_backoff",
+            s.reconnect_max_backoff,
+            MAX_SECONDS,
+        )?;
         finite_at_least("source.seconds_per_image", s.seconds_per_image, 0.0, true)?;
+        at_most("source.seconds_per_image", s.seconds_per_image, MAX_SECONDS)?;
 
         // [model]
         let m = &self.model;
@@ -225,10 +256,14 @@ impl Config {
                 None => ("detect".into(), e),
             });
         }
-        if d.every_nth == 0 {
-            return err("detect.every_nth", "must be 1 or more, not 0".into());
+        if !(1..=MAX_EVERY_NTH).contains(&d.every_nth) {
+            return err(
+                "detect.every_nth",
+                format!("must be between 1 and {MAX_EVERY_NTH}, not {}", d.every_nth),
+            );
         }
         finite_at_least("detect.max_inference_fps", d.max_inference_fps, 0.0, false)?;
+        at_most("detect.max_inference_fps", d.max_inference_fps, MAX_FPS)?;
 
         // [stream]
         let st = &self.stream;
@@ -238,10 +273,14 @@ impl Config {
                 format!("must be between 1 and 100, not {}", st.quality),
             );
         }
-        if st.max_clients == 0 {
-            return err("stream.max_clients", "must be 1 or more, not 0".into());
+        if !(1..=MAX_CLIENTS).contains(&st.max_clients) {
+            return err(
+                "stream.max_clients",
+                format!("must be between 1 and {MAX_CLIENTS}, not {}", st.max_clients),
+            );
         }
         finite_at_least("stream.client_timeout", st.client_timeout, 0.0, true)?;
+        at_most("stream.client_timeout", st.client_timeout, MAX_SECONDS)?;
 
         // [http]
         self.http.validate()

@@ -391,6 +391,23 @@ fn config_invalid_value_names_key_and_line() {
         ("[stream]\nmax_clients = 0\n", "stream.max_clients", 2),
         ("stream.client_timeout = 0\n", "stream.client_timeout", 1),
         ("[http.auth]\nmode = \"basic\"\n", "http.auth.mode", 2),
+        // Upper bounds: a frame a millennium never comes, and never stops.
+        ("[source]\nfps = 1e-30\n", "source.fps", 2),
+        ("[source]\nfps = 5000.0\n", "source.fps", 2),
+        ("[source]\nstall_timeout = 1e9\n", "source.stall_timeout", 2),
+        (
+            "[source]\nreconnect_max_backoff = 86400.0\n",
+            "source.reconnect_max_backoff",
+            2,
+        ),
+        ("[detect]\nevery_nth = 4000000000\n", "detect.every_nth", 2),
+        (
+            "[detect]\nmax_inference_fps = 1e9\n",
+            "detect.max_inference_fps",
+            2,
+        ),
+        ("[stream]\nmax_clients = 1000000\n", "stream.max_clients", 2),
+        ("[model]\nthreads = 100000\n", "model.threads", 2),
     ];
     for &(text, key, line) in cases {
         let e = parse_err(text);
@@ -398,6 +415,12 @@ fn config_invalid_value_names_key_and_line() {
         let want = (line > 0).then_some(line);
         assert_eq!(e.line(), want, "{text}: {e}");
     }
+    // The bound is in the message.
+    let e = parse_err("[source]\nfps = 1e-30\n");
+    assert!(e.to_string().contains("between 0.001 and 1000"), "{e}");
+    let e = parse_err("[stream]\nmax_clients = 1000000\n");
+    assert!(e.to_string().contains("between 1 and 10000"), "{e}");
+    assert!(parse("[source]\nfps = 0.05\n").is_ok());
 }
 
 #[test]

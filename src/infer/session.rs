@@ -227,6 +227,11 @@ impl Model {
         }
     }
 
+    /// The runtime the model was loaded into.
+    pub fn runtime(&self) -> &'static Runtime {
+        self.rt
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -362,6 +367,8 @@ pub struct Session {
     outputs: Vec<TensorBuf>,
     in_raw: Vec<lr::TensorBuffer>,
     out_raw: Vec<lr::TensorBuffer>,
+    /// The last run failed: the next one captures LiteRT's stderr.
+    failing: bool,
 }
 
 // SAFETY: the compiled model and its buffers are used from one thread at a
@@ -392,6 +399,7 @@ impl Session {
             outputs: Vec::new(),
             in_raw: Vec::new(),
             out_raw: Vec::new(),
+            failing: false,
         };
         for (i, spec) in model.inputs.iter().enumerate() {
             let ty = model.litert_type(true, i)?;
@@ -448,18 +456,43 @@ impl Session {
     /// Runs the model once on the current inputs.
     pub fn run(&mut self) -> Result<(), InferError> {
         let rt = self.model.rt;
+        let (compiled, ins, outs) = (self.compiled, &mut self.in_raw, &mut self.out_raw);
         // SAFETY: the handle arrays hold live buffers matching the signature.
-        let status = unsafe {
+        let mut invoke = || unsafe {
             (rt.fns().run_compiled_model)(
-                self.compiled,
+                compiled,
                 0,
-                self.in_raw.len(),
-                self.in_raw.as_mut_ptr(),
-                self.out_raw.len(),
-                self.out_raw.as_mut_ptr(),
+                ins.len(),
+                ins.as_mut_ptr(),
+                outs.len(),
+                outs.as_mut_ptr(),
             )
         };
-        rt.check(status, "LiteRtRunCompiledModel")
+        if !self.failing {
+            let status = invoke();
+            self.failing = rt.check(status, "LiteRtRunCompiledModel").is_err();
+            return rt.check(status, "LiteRtRunCompiledModel");
+        }
+        // LiteRT prints a few lines of its own per failed run: after a
+        // failure, runs go through the stderr capture (slower, and it holds
+        // a process-wide lock) so a model failing on every frame does not
+        // flood the log; its reason goes into the error instead.
+        let (status, log) = super::quiet::capture_stderr(invoke);
+        self.failing = rt.check(status, "LiteRtRunCompiledModel").is_err();
+        rt.check(status, "LiteRtRunCompiledModel").map_err(|e| match e {
+            InferError::Runtime { call, message } => {
+                let reason = super::quiet::error_lines(&log);
+                InferError::Runtime {
+                    call,
+                    message: if reason.is_empty() {
+                        message
+                    } else {
+                        format!("{message} ({reason})")
+                    },
+                }
+            }
+            other => other,
+        })
     }
 }
 

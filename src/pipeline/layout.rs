@@ -87,6 +87,9 @@ pub fn choose(cores: usize, workers: usize, threads: usize) -> Layout {
         (w, 0) => (w, (cores / w).max(1)),
         (w, t) => (w, t),
     };
+    // More threads or interpreters than cores only adds contention (and
+    // each thread is a task under systemd's TasksMax).
+    let (w, t) = (w.min(cores), t.min(cores));
     Layout {
         workers: w,
         threads: t,
@@ -94,6 +97,90 @@ pub fn choose(cores: usize, workers: usize, threads: usize) -> Layout {
         auto: workers == 0 || threads == 0,
         both_auto: workers == 0 && threads == 0,
     }
+}
+
+/// Threads kept for everything but inference: capture, HTTP, signals.
+pub const RESERVED_THREADS: usize = 8;
+
+/// Tasks this process may still start, when a limit is known: its cgroup's
+/// `pids.max` (systemd's `TasksMax=`) less the tasks the cgroup has, and
+/// `RLIMIT_NPROC` (`ulimit -u`, which root ignores) less this process's
+/// own threads.
+pub fn thread_room() -> Option<usize> {
+    let cgroup = cgroup_room();
+    let nproc = nproc_room();
+    match (cgroup, nproc) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn cgroup_room() -> Option<usize> {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    // cgroup v2 ("0::/path"), else v1's pids controller ("N:pids:/path").
+    let (root, path) = cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(|p| ("/sys/fs/cgroup", p)))
+        .filter(|(r, p)| {
+            std::path::Path::new(r)
+                .join(p.trim_start_matches('/'))
+                .join("pids.max")
+                .exists()
+        })
+        .or_else(|| {
+            cgroup
+                .lines()
+                .find_map(|l| l.split_once(":pids:").map(|(_, p)| ("/sys/fs/cgroup/pids", p)))
+        })?;
+    let dir = std::path::Path::new(root).join(path.trim_start_matches('/'));
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
+    // "max": no limit.
+    let max: usize = read("pids.max")?.trim().parse().ok()?;
+    let current: usize = read("pids.current")?.trim().parse().ok()?;
+    Some(max.saturating_sub(current))
+}
+
+fn nproc_room() -> Option<usize> {
+    // SAFETY: plain getters.
+    if unsafe { libc::geteuid() } == 0 {
+        return None;
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: out-pointer to a live struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut lim) } != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
+        return None;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let threads: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some((lim.rlim_cur as usize).saturating_sub(threads))
+}
+
+/// `layout` made to fit `room` more tasks, [`RESERVED_THREADS`] kept aside:
+/// threads per interpreter capped at what is left, then as many
+/// interpreters as fit. An
+/// interpreter of `t` threads is `t` tasks (its worker and `t - 1` in
+/// the runtime's pool).
+pub fn fit_room(layout: Layout, room: Option<usize>) -> Result<Layout, String> {
+    let Some(room) = room else { return Ok(layout) };
+    let budget = room.saturating_sub(RESERVED_THREADS);
+    if budget == 0 {
+        return Err(format!(
+            "no room for inference threads: only {room} more tasks allowed \
+             (systemd TasksMax= or the cgroup's pids.max), {RESERVED_THREADS} are needed besides inference"
+        ));
+    }
+    let mut l = layout;
+    l.threads = l.threads.min(budget);
+    l.workers = l.workers.min(budget / l.threads).max(1);
+    Ok(l)
 }
 
 /// One interpreter on all `cores`, chosen because it keeps up.
@@ -164,10 +251,26 @@ mod tests {
         assert_eq!((l.workers, l.threads, l.auto), (1, 4, true));
         let l = choose(4, 0, 2);
         assert_eq!((l.workers, l.threads), (2, 2));
+        // Never more of either than cores.
         let l = choose(2, 0, 4);
-        assert_eq!((l.workers, l.threads), (1, 4));
+        assert_eq!((l.workers, l.threads), (1, 2));
         let l = choose(1, 3, 0);
-        assert_eq!((l.workers, l.threads), (3, 1));
+        assert_eq!((l.workers, l.threads), (1, 1));
+        let l = choose(2, 30, 100_000);
+        assert_eq!((l.workers, l.threads), (2, 2));
+    }
+
+    #[test]
+    fn a_task_limit_shrinks_threads_then_interpreters() {
+        let l = choose(8, 4, 2);
+        assert_eq!(fit_room(l, None), Ok(l));
+        assert_eq!(fit_room(l, Some(100)), Ok(l));
+        let f = fit_room(l, Some(RESERVED_THREADS + 5)).unwrap();
+        assert_eq!((f.workers, f.threads), (2, 2));
+        let f = fit_room(l, Some(RESERVED_THREADS + 1)).unwrap();
+        assert_eq!((f.workers, f.threads), (1, 1));
+        let e = fit_room(l, Some(RESERVED_THREADS)).unwrap_err();
+        assert!(e.contains("TasksMax"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! JPEG once and publishes it to the hub. Frame buffers are recycled.
 
 mod encode;
+mod health;
 pub mod layout;
 mod slot;
 mod worker;
@@ -22,6 +23,7 @@ use crate::config::Annotate;
 use crate::hub::Hub;
 use crate::infer::{Detection, Detector, DetectorSettings, FilterSettings, InferError, Model, Runtime};
 
+pub use health::FAILING_AFTER;
 pub use slot::Captured;
 use slot::Slot;
 
@@ -65,7 +67,11 @@ pub struct FrameTiming {
 pub(crate) struct Shared {
     pub hub: Arc<Hub>,
     pub slot: Slot,
-    pub stop: AtomicBool,
+    /// Set to stop; the capture thread's sleeps watch it too
+    /// ([`capture::set_cancel`]).
+    pub stop: Arc<AtomicBool>,
+    /// Woken on stop, out of a pacing or back-off sleep.
+    pub capture_thread: std::sync::OnceLock<std::thread::Thread>,
     /// Latest detections, drawn on frames that skip inference.
     pub latest: Mutex<(u64, Vec<Detection>)>,
     pub last_published: AtomicU64,
@@ -77,6 +83,19 @@ pub(crate) struct Shared {
     /// `live_generation` moves.
     pub live_update: Mutex<Option<LiveSettings>>,
     pub live_generation: AtomicU64,
+    pub health: health::InferenceHealth,
+}
+
+impl Shared {
+    /// Stops every thread soon, whatever the frame rate: the slot closes
+    /// and the capture thread wakes from any sleep.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.slot.close();
+        if let Some(t) = self.capture_thread.get() {
+            t.unpark();
+        }
+    }
 }
 
 /// What workers can change between two frames: the detection filter and the
@@ -155,6 +174,59 @@ fn time_inference(det: &mut Detector, budget_ms: f64) -> Result<f64, InferError>
     Ok(runs[1])
 }
 
+/// Why a pipeline did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Infer(#[from] InferError),
+    /// Out of threads (`ulimit -u`, systemd's `TasksMax`).
+    #[error("cannot start the {thread} thread: {cause} (out of threads? see TasksMax= or ulimit -u)")]
+    Spawn { thread: String, cause: std::io::Error },
+}
+
+/// A loaded model and its interpreters, not yet running: made while an old
+/// pipeline still runs, so a reload that cannot load its model changes
+/// nothing.
+pub struct Prepared {
+    settings: PipelineSettings,
+    model: Arc<Model>,
+    model_mtime: Option<SystemTime>,
+    detectors: Vec<Detector>,
+    layout: layout::Layout,
+    why: String,
+}
+
+impl Prepared {
+    /// Loads the model file and builds the interpreters for `settings`.
+    pub fn load(rt: &'static Runtime, settings: PipelineSettings) -> Result<Prepared, InferError> {
+        let model_mtime = model_mtime(&settings.detector.model);
+        let model = Model::load(rt, &settings.detector.model)?;
+        Prepared::with_model(model, model_mtime, settings)
+    }
+
+    /// Builds the interpreters from a model already in memory (a running
+    /// pipeline's, whose file may have changed since).
+    pub fn with_model(
+        model: Arc<Model>,
+        model_mtime: Option<SystemTime>,
+        settings: PipelineSettings,
+    ) -> Result<Prepared, InferError> {
+        let (detectors, layout, why) = build_detectors(&model, &settings)?;
+        Ok(Prepared {
+            settings,
+            model,
+            model_mtime,
+            detectors,
+            layout,
+            why,
+        })
+    }
+
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+}
+
 impl Pipeline {
     /// Loads the model, builds one detector per worker and starts the
     /// threads. Model and label errors are returned here, before anything runs.
@@ -163,19 +235,31 @@ impl Pipeline {
         settings: PipelineSettings,
         hub: Arc<Hub>,
         keep_timings: bool,
-    ) -> Result<Pipeline, InferError> {
-        let model_mtime = model_mtime(&settings.detector.model);
-        let model = Model::load(rt, &settings.detector.model)?;
-        let (detectors, layout, why) = build_detectors(&model, &settings)?;
+    ) -> Result<Pipeline, StartError> {
+        Pipeline::launch(Prepared::load(rt, settings)?, hub, keep_timings)
+    }
+
+    /// Starts the threads of a prepared pipeline.
+    pub fn launch(prepared: Prepared, hub: Arc<Hub>, keep_timings: bool) -> Result<Pipeline, StartError> {
+        let Prepared {
+            settings,
+            model,
+            model_mtime,
+            detectors,
+            layout,
+            why,
+        } = prepared;
         let workers = detectors.len();
-        hub.metrics.set_build_info(&rt.path().display().to_string());
+        hub.metrics
+            .set_build_info(&model.runtime().path().display().to_string());
         hub.metrics.inference_workers.set(workers as i64);
         hub.metrics.inference_threads.set(layout.threads as i64);
         tracing::info!("inference: {layout}{why}");
         let shared = Arc::new(Shared {
             hub,
             slot: Slot::new(),
-            stop: AtomicBool::new(false),
+            stop: Arc::new(AtomicBool::new(false)),
+            capture_thread: std::sync::OnceLock::new(),
             latest: Mutex::new((0, Vec::new())),
             last_published: AtomicU64::new(0),
             processed: AtomicU64::new(0),
@@ -184,46 +268,60 @@ impl Pipeline {
             inference_gate: Mutex::new(Instant::now() - Duration::from_secs(3600)),
             live_update: Mutex::new(None),
             live_generation: AtomicU64::new(0),
+            health: health::InferenceHealth::default(),
         });
-        let mut threads = Vec::new();
+        // A new pipeline (new model, maybe) starts healthy.
+        shared.hub.set_inference_failing(false);
         let mut source_opts = settings.source_options.clone();
         if settings.annotate == Annotate::Client {
             // JPEG frames go to clients as they came; inference needs only
             // enough pixels for the model's input.
             source_opts.pass_jpeg = detectors.first().map(|d| d.input_size());
         }
+        // Threads already started are stopped and joined if a later one
+        // cannot start: the pipeline is dropped.
+        let mut pipeline = Pipeline {
+            shared: shared.clone(),
+            threads: Vec::new(),
+            model,
+            settings: settings.clone(),
+            layout,
+            model_mtime,
+        };
         let source = capture::open_source(&settings.source, &source_opts);
-        let saved = settings.clone();
         let cap_shared = shared.clone();
         let opts = settings.source_options.clone();
         // Unpaced file sources are read on demand; cameras and paced sources
         // keep their own clock and replace unprocessed frames.
         let pull = opts.fps == 0.0 && !matches!(settings.source, SourceUri::V4l2(_));
-        threads.push(
-            std::thread::Builder::new()
-                .name("capture".into())
-                .spawn(move || slot::capture_loop(source, opts, pull, workers > 1, cap_shared))
-                .expect("spawn capture thread"),
-        );
+        pipeline.spawn("capture".into(), move || {
+            capture::set_cancel(cap_shared.stop.clone());
+            slot::capture_loop(source, opts, pull, workers > 1, cap_shared)
+        })?;
+        if let Some(t) = pipeline.threads.first() {
+            let _ = shared.capture_thread.set(t.thread().clone());
+        }
         let worker_settings = worker::WorkerSettings::from(&settings);
         for (i, det) in detectors.into_iter().enumerate() {
             let sh = shared.clone();
             let ws = worker_settings.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("worker-{i}"))
-                    .spawn(move || worker::run(det, ws, sh))
-                    .expect("spawn worker thread"),
-            );
+            pipeline.spawn(format!("worker-{i}"), move || worker::run(det, ws, sh))?;
         }
-        Ok(Pipeline {
-            shared,
-            threads,
-            model,
-            settings: saved,
-            layout,
-            model_mtime,
-        })
+        Ok(pipeline)
+    }
+
+    fn spawn(&mut self, name: String, f: impl FnOnce() + Send + 'static) -> Result<(), StartError> {
+        let handle = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(f)
+            .map_err(|cause| StartError::Spawn { thread: name, cause })?;
+        self.threads.push(handle);
+        Ok(())
+    }
+
+    /// When the running model's file was modified as it was loaded.
+    pub fn model_mtime(&self) -> Option<SystemTime> {
+        self.model_mtime
     }
 
     /// The inference layout in use (after the start-up timing, if any).
@@ -291,8 +389,7 @@ impl Pipeline {
     }
 
     fn shutdown(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        self.shared.slot.close();
+        self.shared.request_stop();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

@@ -256,7 +256,9 @@ pub(crate) fn capture_loop(
                 }
             }
             Event::End => {
-                tracing::info!(source = %name, "source ended");
+                if !shared.stop.load(Ordering::Relaxed) {
+                    tracing::info!(source = %name, "source ended");
+                }
                 break;
             }
         }

@@ -72,8 +72,7 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
         Ok(e) => e,
         Err(e) => {
             tracing::error!("cannot start the JPEG encoder: {e}");
-            shared.stop.store(true, Ordering::SeqCst);
-            shared.slot.close();
+            shared.request_stop();
             return;
         }
     };
@@ -82,6 +81,7 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
     let mut live_gen = 0u64;
     let mut overlay_text = String::with_capacity(64);
     let mut last_inference_ms = 0.0f64;
+    let mut failure_log = super::health::FailureLog::default();
     while let Some(c) = shared.slot.take() {
         let gen = shared.live_generation.load(Ordering::SeqCst);
         if gen != live_gen {
@@ -113,6 +113,7 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
                     t.infer = timings.infer;
                     t.inferred = true;
                     last_inference_ms = timings.infer.as_secs_f64() * 1e3;
+                    shared.health.success(&shared.hub);
                     metrics.inference_seconds.observe(timings.infer.as_secs_f64());
                     stage_preprocess.observe(timings.preprocess.as_secs_f64());
                     stage_infer.observe(timings.infer.as_secs_f64());
@@ -126,7 +127,12 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
                     }
                 }
                 Err(e) => {
-                    tracing::error!("inference failed: {e}");
+                    let in_a_row = shared.health.failure(&shared.hub);
+                    if let Some(unlogged) = failure_log.should_log(Instant::now()) {
+                        tracing::error!(
+                            "inference failed: {e} ({in_a_row} in a row; {unlogged} more not logged since the last message)"
+                        );
+                    }
                     dets.clear();
                 }
             }
@@ -239,8 +245,7 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
             }
             let n = shared.processed.fetch_add(1, Ordering::SeqCst) + 1;
             if shared.frame_limit.is_some_and(|limit| n >= limit) {
-                shared.stop.store(true, Ordering::SeqCst);
-                shared.slot.close();
+                shared.request_stop();
             }
         }
         recycle(&shared, img, c.frame.jpeg, w, h);

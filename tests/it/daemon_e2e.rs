@@ -238,6 +238,33 @@ fn stops_within_two_seconds_on_sigterm() {
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }
 
+/// One frame every 20 s, or every 1000 s: the capture thread sleeps
+/// between frames, and SIGTERM must still end the daemon within 2 s.
+#[test]
+fn stops_within_two_seconds_whatever_the_frame_rate() {
+    let photos = common::photo_dir(&["dog.jpg"]);
+    let images = format!("images:{}", photos.path().display());
+    for (uri, fps) in [("test:", 0.05), (images.as_str(), 0.001)] {
+        let config = format!(
+            "[source]\nuri = \"{uri}\"\nfps = {fps}\n[model]\npath = \"{}\"\nlabels = \"{}\"\nthreads = 1\nworkers = 1\n",
+            common::coco_model().display(),
+            common::coco_labels().display()
+        );
+        let mut d = start(&config);
+        wait_for(60, "the first frame", || {
+            (get(&d.addr, "/readyz").0 == 200).then_some(())
+        });
+        // The capture thread is asleep until the next frame is due.
+        std::thread::sleep(Duration::from_millis(500));
+        let t = Instant::now();
+        d.signal(libc::SIGTERM);
+        let status = d.wait_exit(30);
+        let took = t.elapsed();
+        assert!(status.success(), "{uri} at {fps} fps: exit status {status:?}");
+        assert!(took < Duration::from_secs(2), "{uri} at {fps} fps: took {took:?}");
+    }
+}
+
 #[test]
 fn bad_config_and_busy_port_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();

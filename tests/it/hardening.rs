@@ -119,3 +119,43 @@ fn the_pipeline_runs_under_memory_deny_write_execute() {
     let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("bench JSON");
     assert!(v["frames"].as_u64().unwrap() >= 6, "{v}");
 }
+
+/// Thread counts beyond the cores are capped with a warning, never fatal:
+/// `detect --threads 100000` used to crash inside the runtime, and
+/// `threads = 30` to panic on a low task limit.
+#[test]
+fn thread_counts_beyond_the_cores_are_capped() {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let out = common::run(
+        common::bin()
+            .args(["detect", "--json", "--threads", "100000", "--model"])
+            .arg(common::coco_model())
+            .arg("--labels")
+            .arg(common::coco_labels())
+            .arg(common::photo("dog.jpg")),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("\"dog\""), "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains(&format!("--threads 100000 is more than the {cores} cores")),
+        "{}",
+        out.stderr
+    );
+
+    let photos = common::photo_dir(&["dog.jpg"]);
+    let config = format!(
+        "[source]\nuri = \"images:{}\"\nfps = 10.0\n[model]\npath = \"{}\"\nlabels = \"{}\"\nthreads = 30\nworkers = 30\n",
+        photos.path().display(),
+        common::coco_model().display(),
+        common::coco_labels().display()
+    );
+    let d = common::daemon::start_until_dog(&config);
+    assert_eq!(d.log_lines("model.threads = 30 is more than").len(), 1);
+    assert_eq!(d.log_lines("model.workers = 30 is more than").len(), 1);
+    let layout = format!(
+        "inference: {cores} interpreter{} x {cores} thread",
+        if cores == 1 { "" } else { "s" }
+    );
+    assert_eq!(d.log_lines(&layout).len(), 1, "no {layout:?} line");
+}

@@ -93,15 +93,6 @@ fn login(d: &Daemon, from: IpAddr, user: &str, password: &str, path: &str) -> (u
     (r.status().as_u16(), retry)
 }
 
-fn log_lines(d: &Daemon, needle: &str) -> usize {
-    d.log
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains(needle))
-        .count()
-}
-
 /// Whether the server has closed `s`: a read ends in EOF or a reset
 /// (`false` when it is still open after `wait`).
 fn closed_by_server(mut s: &TcpStream, wait: Duration) -> bool {
@@ -225,10 +216,10 @@ fn repeated_failures_get_429_with_retry_after_and_few_log_lines() {
     let from = "failed login from 127.0.0.7";
     let blocked = "failed logins from 127.0.0.7";
     wait_for(5, "a log line about the block", || {
-        (log_lines(&d, blocked) >= 1).then_some(())
+        (!d.log_lines(blocked).is_empty()).then_some(())
     });
-    assert_eq!(log_lines(&d, from), 2, "{:?}", d.log.lock().unwrap());
-    assert_eq!(log_lines(&d, blocked), 1, "{:?}", d.log.lock().unwrap());
+    assert_eq!(d.log_lines(from).len(), 2, "{:?}", d.log.lock().unwrap());
+    assert_eq!(d.log_lines(blocked).len(), 1, "{:?}", d.log.lock().unwrap());
 }
 
 /// `edgevision check-config` on `text`: exit code and stderr.
@@ -396,7 +387,7 @@ fn idle_connection_flood_under_a_low_file_limit_leaves_health_checks_and_streams
         (common::daemon::get(&d.addr, "/readyz").0 == 200).then_some(())
     });
     // The cap was lowered to fit the limit, and said so.
-    assert_eq!(log_lines(&d, "at most 192 connections instead of 512"), 1);
+    assert_eq!(d.log_lines("at most 192 connections instead of 512").len(), 1);
 
     // A stream runs through everything below (streams are never idle): a
     // reader notes when each part arrives.
@@ -480,6 +471,6 @@ fn idle_connection_flood_under_a_low_file_limit_leaves_health_checks_and_streams
         parts.len()
     );
     assert_eq!(common::daemon::get(&d.addr, "/readyz").0, 200);
-    let fd_errors = log_lines(&d, "Too many open files") + log_lines(&d, "os error 24");
+    let fd_errors = d.log_lines("Too many open files").len() + d.log_lines("os error 24").len();
     assert_eq!(fd_errors, 0, "{:?}", d.log.lock().unwrap());
 }

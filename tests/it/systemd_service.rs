@@ -264,3 +264,159 @@ fn sighup_reloads_threshold_and_stream_settings_and_restarts_on_a_new_source() {
         .iter()
         .any(|(l, _)| l == "person"));
 }
+
+/// A model that loads but fails on every inference: frames still go out
+/// (without detections), yet the daemon says it is not ready, stops feeding
+/// the watchdog so systemd restarts it, counts the failures and logs them
+/// at a bounded rate.
+#[test]
+fn a_model_failing_every_inference_is_unready_unfed_counted_and_logged_sparingly() {
+    use common::tiny_models::{build_failing_classifier, labels_file, TempFile, CLASSES};
+    let sock = NotifySocket::bind();
+    let photos = photo_dir(&["dog.jpg"]);
+    let model = TempFile::new("failing.tflite", &build_failing_classifier());
+    let labels = labels_file(&CLASSES);
+    let config = format!(
+        "[source]\nuri = \"images:{}\"\nfps = 20.0\n[model]\npath = \"{}\"\nlabels = \"{}\"\nthreads = 1\nworkers = 1\n",
+        photos.path().display(),
+        model.path().display(),
+        labels.path().display()
+    );
+    let d = start_with_env(
+        &config,
+        &[("NOTIFY_SOCKET", &sock.path), ("WATCHDOG_USEC", "1000000")],
+    );
+    sock.wait(60, "READY=1", |m| has_line(m, "READY=1"));
+    let failing = edgevision::pipeline::FAILING_AFTER as f64;
+    wait_for(30, "failed inferences counted", || {
+        let m = common::daemon::metrics(&d.addr);
+        (common::metric(&m, "edgevision_inference_errors_total")? >= failing).then_some(())
+    });
+    // The source works and frames go out: only inference fails.
+    let m = common::daemon::metrics(&d.addr);
+    assert_eq!(common::metric(&m, "edgevision_source_up"), Some(1.0), "{m}");
+    let (code, body) = get(&d.addr, "/api/detections");
+    let report: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(report["signal"], true, "{report}");
+    assert_eq!(report["detections"].as_array().map(Vec::len), Some(0), "{report}");
+    let (code, body) = get(&d.addr, "/readyz");
+    assert_eq!(code, 503, "{}", String::from_utf8_lossy(&body));
+
+    // Pings sent before the failures were counted are still queued: drain.
+    while sock.recv(0.05).is_some() {}
+    // Six half-intervals of the 1 s watchdog without a ping; STATUS says why.
+    let end = Instant::now() + Duration::from_secs(3);
+    let mut status = String::new();
+    while let Some(msg) = sock.recv(end.saturating_duration_since(Instant::now()).as_secs_f64()) {
+        assert!(!has_line(&msg, "WATCHDOG=1"), "pinged while failing: {msg}");
+        if let Some(s) = msg.lines().find_map(|l| l.strip_prefix("STATUS=")) {
+            status = s.to_string();
+        }
+        if Instant::now() >= end {
+            break;
+        }
+    }
+    let status = if status.is_empty() {
+        sock.wait(10, "STATUS", |m| m.contains("STATUS="))
+    } else {
+        status
+    };
+    assert!(status.contains("inference failing"), "{status}");
+
+    // Every failure is counted; the log has one line for the first of them
+    // and then at most one per 10 s.
+    let errors = common::metric(
+        &common::daemon::metrics(&d.addr),
+        "edgevision_inference_errors_total",
+    )
+    .unwrap();
+    assert!(errors >= 30.0, "{errors} failures counted in 3 s at 20 fps");
+    let lines = d.log_lines("inference failed:");
+    assert!(
+        (1..=2).contains(&lines.len()),
+        "{} log lines for {errors} failures: {lines:?}",
+        lines.len()
+    );
+    assert_eq!(d.log_lines("frames in a row").len(), 1);
+    // LiteRT's own lines for a failed run: only for the first failure.
+    let runtime_lines = d.log_lines("gather index out of bounds");
+    assert!(runtime_lines.len() <= 2, "{runtime_lines:?}");
+}
+
+/// The model file overwritten in place with a corrupt one, then SIGHUP:
+/// `check-config` (the unit's ExecReload) refuses it, and a reload that
+/// goes ahead anyway keeps the running pipeline. Auth changes are not
+/// applied by a reload, and the log says a restart is needed.
+#[test]
+fn a_reload_never_kills_the_daemon_and_says_what_takes_a_restart() {
+    let photos = photo_dir(&["dog.jpg"]);
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.tflite");
+    let good = std::fs::read(common::coco_model()).unwrap();
+    std::fs::write(&model, &good).unwrap();
+    let body = format!(
+        "[source]\nuri = \"images:{}\"\nfps = 10.0\n[model]\npath = \"{}\"\nlabels = \"{}\"\nthreads = 1\nworkers = 1\n",
+        photos.path().display(),
+        model.display(),
+        common::coco_labels().display()
+    );
+    let mut d = common::daemon::start_until_dog(&body);
+    let frame = |addr: &str| -> u64 {
+        let (_, body) = get(addr, "/api/detections");
+        serde_json::from_slice::<Value>(&body).unwrap()["frame"]
+            .as_u64()
+            .unwrap()
+    };
+
+    // Corrupt in place: same path, new contents (half the file).
+    std::fs::write(&model, &good[..good.len() / 2]).unwrap();
+    let out = common::run(common::bin().arg("check-config").arg(&d.config));
+    assert_ne!(out.code, Some(0), "check-config passed a corrupt model");
+    let err = &out.stderr;
+    assert!(
+        err.contains("model.path") && err.contains("model.tflite"),
+        "{err}"
+    );
+
+    for round in 1..=2 {
+        d.signal(libc::SIGHUP);
+        wait_for(30, "the refused reload", || {
+            (d.log_lines("keeping the current settings: the new model does not load")
+                .len()
+                >= round)
+                .then_some(())
+        });
+        assert!(d.child.try_wait().unwrap().is_none(), "the daemon exited");
+        let before = frame(&d.addr);
+        wait_for(10, "new frames", || (frame(&d.addr) > before).then_some(()));
+        assert_eq!(get(&d.addr, "/readyz").0, 200);
+        let (_, body) = get(&d.addr, "/api/detections");
+        assert!(String::from_utf8_lossy(&body).contains("\"dog\""));
+    }
+
+    // The good file back: the next reload loads it.
+    std::fs::write(&model, &good).unwrap();
+    let out = common::run(common::bin().arg("check-config").arg(&d.config));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("model loads"), "{}", out.stdout);
+    d.signal(libc::SIGHUP);
+    wait_for(30, "the restart", || {
+        (!d.log_lines("SIGHUP: pipeline restarted").is_empty()).then_some(())
+    });
+
+    // Bearer auth added: not applied by a reload, and the log says so.
+    let token = "a-long-enough-token-for-the-test";
+    std::fs::write(
+        &d.config,
+        format!("{body}[http.auth]\nmode = \"bearer\"\ntoken = \"{token}\"\n"),
+    )
+    .unwrap();
+    d.signal(libc::SIGHUP);
+    let warning = wait_for(30, "the restart warning", || {
+        d.log_lines("which takes a restart").pop()
+    });
+    assert!(warning.contains("[http.auth]"), "{warning}");
+    assert_eq!(get(&d.addr, "/api/detections").0, 200);
+    assert!(d.child.try_wait().unwrap().is_none(), "the daemon exited");
+}

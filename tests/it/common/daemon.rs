@@ -15,7 +15,7 @@ pub struct Daemon {
     pub addr: String,
     /// The config file it was started with (tests may rewrite it and send SIGHUP).
     pub config: PathBuf,
-    /// Everything it logged so far (stderr), line by line.
+    /// Every line the daemon wrote to stderr so far.
     pub log: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
@@ -25,6 +25,17 @@ impl Daemon {
     pub fn signal(&self, sig: i32) {
         // SAFETY: a signal to our own child process.
         assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// The log lines so far that contain `text`.
+    pub fn log_lines(&self, text: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(text))
+            .cloned()
+            .collect()
     }
 
     /// Waits for the daemon to exit, failing after `secs`.
@@ -71,7 +82,7 @@ pub fn start_with(config: &str, adjust: impl FnOnce(&mut Command)) -> Daemon {
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let log = Arc::new(Mutex::new(Vec::new()));
-    let kept = log.clone();
+    let lines = log.clone();
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -83,7 +94,7 @@ pub fn start_with(config: &str, adjust: impl FnOnce(&mut Command)) -> Daemon {
                 }
             }
             eprintln!("[daemon] {line}");
-            kept.lock().unwrap().push(line);
+            lines.lock().unwrap().push(line);
         }
     });
     let addr = rx

@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use edgevision::tflite::schema::{
-    BufferT, BuiltinOperator, BuiltinOptionsT, ModelT, OperatorCodeT, OperatorT, QuantizationParametersT,
-    ReducerOptionsT, SoftmaxOptionsT, SubGraphT, TensorT, TensorType,
+    BufferT, BuiltinOperator, BuiltinOptionsT, GatherOptionsT, ModelT, OperatorCodeT, OperatorT,
+    QuantizationParametersT, ReducerOptionsT, SoftmaxOptionsT, SubGraphT, TensorT, TensorType,
 };
 
 /// Class names in output order.
@@ -284,6 +284,40 @@ pub fn build_colour_classifier(variant: Variant) -> Vec<u8> {
         input,
         output,
         &format!("edgevision test colour classifier ({})", variant.tag()),
+    )
+}
+
+/// A classifier that loads but fails on every inference: the colour
+/// classifier's MEAN, then a GATHER of the mean colour's channels whose
+/// constant indices [0, 1, 2, 7] point past its 3 channels. LiteRT checks
+/// gather indices when the op runs, not when the model is prepared.
+pub fn build_failing_classifier() -> Vec<u8> {
+    let f32t = TensorType::FLOAT32;
+    let mut g = Graph::new();
+    let axes = g.tensor("axes", &[2], TensorType::INT32, None, Some(le_i32(&[1, 2])));
+    let input = g.tensor("image", &[1, SIDE, SIDE, 3], f32t, None, None);
+    let mean = g.tensor("mean_colour", &[1, 3], f32t, None, None);
+    let indices = g.tensor(
+        "indices",
+        &[4],
+        TensorType::INT32,
+        None,
+        Some(le_i32(&[0, 1, 2, 7])),
+    );
+    let scores = g.tensor("scores", &[1, 4], f32t, None, None);
+    g.op(BuiltinOperator::MEAN, &[input, axes], mean, mean_options());
+    let mut gather = GatherOptionsT::default();
+    gather.axis = 1;
+    g.op(
+        BuiltinOperator::GATHER,
+        &[mean, indices],
+        scores,
+        BuiltinOptionsT::GatherOptions(Box::new(gather)),
+    );
+    g.finish(
+        input,
+        scores,
+        "edgevision test classifier failing at every inference",
     )
 }
 
