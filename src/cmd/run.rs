@@ -153,10 +153,20 @@ pub fn pipeline_settings(cfg: &Config) -> anyhow::Result<PipelineSettings> {
 }
 
 pub(crate) fn http_settings(cfg: &Config) -> HttpSettings {
-    let a = &cfg.http.auth;
+    let h = &cfg.http;
+    let a = &h.auth;
+    // Without auth, a loopback-only daemon is what DNS rebinding targets;
+    // elsewhere the check runs once names are configured.
+    let loopback = h.listen_addr().is_ok_and(|addr| addr.ip().is_loopback());
+    let host_check = (a.mode == AuthMode::None && (loopback || !h.allowed_hosts.is_empty()))
+        .then(|| h.allowed_hosts.clone());
     HttpSettings {
         max_clients: cfg.stream.max_clients,
         client_timeout: Duration::from_secs_f32(cfg.stream.client_timeout.max(0.1)),
+        header_timeout: Duration::from_secs_f32(h.header_timeout.max(0.1)),
+        idle_timeout: Duration::from_secs_f32(h.idle_timeout.max(0.1)),
+        max_connections: h.max_connections,
+        host_check,
         auth: match a.mode {
             AuthMode::None => Auth::None,
             AuthMode::Basic => Auth::Basic(

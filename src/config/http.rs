@@ -13,6 +13,22 @@ pub struct HttpConfig {
     /// to the whole network: set `[http.auth]` then. Default
     /// `127.0.0.1:8080` (this machine only).
     pub listen: String,
+    /// Seconds a client has to send a complete request head, counted from
+    /// the connection (or from the request's first byte on a kept-alive
+    /// one). Slow or silent clients are closed then. Default 10.
+    pub header_timeout: f32,
+    /// Seconds a kept-alive connection may sit between requests before it is
+    /// closed (streams are never idle). Default 60.
+    pub idle_timeout: f32,
+    /// Open connections at most. At the cap a new connection closes the
+    /// oldest idle one, or is refused with 503 when none is idle. Also held
+    /// below the open-file limit. Default 512.
+    pub max_connections: usize,
+    /// Host names (besides localhost and IP addresses) accepted in the
+    /// `Host` header when `[http.auth]` is off. The check runs for loopback
+    /// `listen` addresses, or for any once names are listed here; it keeps
+    /// DNS-rebinding web pages out. Default none.
+    pub allowed_hosts: Vec<String>,
     /// `[http.auth]`: who may connect.
     pub auth: AuthConfig,
 }
@@ -21,10 +37,21 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            header_timeout: 10.0,
+            idle_timeout: 60.0,
+            max_connections: 512,
+            allowed_hosts: Vec::new(),
             auth: AuthConfig::default(),
         }
     }
 }
+
+/// `http.header_timeout` bounds, seconds.
+pub const HEADER_TIMEOUT_RANGE: (f32, f32) = (1.0, 300.0);
+/// `http.idle_timeout` bounds, seconds.
+pub const IDLE_TIMEOUT_RANGE: (f32, f32) = (1.0, 3600.0);
+/// `http.max_connections` bounds.
+pub const MAX_CONNECTIONS_RANGE: (usize, usize) = (8, 65536);
 
 impl HttpConfig {
     /// `listen`, parsed.
@@ -102,6 +129,26 @@ impl HttpConfig {
         if let Err(e) = self.listen_addr() {
             return err("http.listen", e);
         }
+        for (key, v, (lo, hi)) in [
+            ("http.header_timeout", self.header_timeout, HEADER_TIMEOUT_RANGE),
+            ("http.idle_timeout", self.idle_timeout, IDLE_TIMEOUT_RANGE),
+        ] {
+            if !(v.is_finite() && (lo..=hi).contains(&v)) {
+                return err(key, format!("must be between {lo} and {hi} seconds, not {v}"));
+            }
+        }
+        let (lo, hi) = MAX_CONNECTIONS_RANGE;
+        if !(lo..=hi).contains(&self.max_connections) {
+            return err(
+                "http.max_connections",
+                format!("must be between {lo} and {hi}, not {}", self.max_connections),
+            );
+        }
+        for (i, host) in self.allowed_hosts.iter().enumerate() {
+            if let Err(e) = crate::http::check_host_name(host) {
+                return Err((format!("http.allowed_hosts[{i}]"), e));
+            }
+        }
         let auth = &self.auth;
         match auth.mode {
             AuthMode::None => {}
@@ -123,6 +170,16 @@ impl HttpConfig {
                     return err(
                         "http.auth.token",
                         "must be printable ASCII without spaces (it is sent in an HTTP header)".into(),
+                    );
+                }
+                if auth.token.len() < crate::http::MIN_TOKEN_LEN {
+                    return err(
+                        "http.auth.token",
+                        format!(
+                            "is {} characters; at least {} are needed (make one with: openssl rand -hex 32)",
+                            auth.token.len(),
+                            crate::http::MIN_TOKEN_LEN
+                        ),
                     );
                 }
             }
@@ -168,11 +225,14 @@ impl HttpConfig {
                 Ok(h) if h.hash.is_none() => {
                     return Err((key("password_hash"), "has no hash part".into()));
                 }
-                Ok(h) => {
-                    if let Err(e) = argon2::Params::try_from(&h) {
-                        return Err((key("password_hash"), format!("bad argon2 parameters: {e}")));
+                Ok(h) => match argon2::Params::try_from(&h) {
+                    Err(e) => return Err((key("password_hash"), format!("bad argon2 parameters: {e}"))),
+                    Ok(params) => {
+                        if let Err(e) = crate::http::check_argon2_cost(&params) {
+                            return Err((key("password_hash"), e));
+                        }
                     }
-                }
+                },
             }
         }
         Ok(())

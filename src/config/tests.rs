@@ -87,6 +87,10 @@ annotate = true
 
 [http]
 listen = "127.0.0.1:8080"
+header_timeout = 10.0
+idle_timeout = 60.0
+max_connections = 512
+allowed_hosts = []
 
 [http.auth]
 mode = "none"
@@ -488,8 +492,87 @@ fn config_bad_argon2_hash_names_key_and_line() {
         e.to_string().starts_with("config/x.toml:3: http.auth.token: "),
         "{e}"
     );
-    let cfg = parse("[http.auth]\nmode = \"bearer\"\ntoken = \"s3cret-token\"\n").unwrap();
+    let cfg = parse("[http.auth]\nmode = \"bearer\"\ntoken = \"s3cret-token-0123456789\"\n").unwrap();
     assert!(!format!("{cfg:?}").contains("s3cret"));
+}
+
+#[test]
+fn config_short_bearer_token_names_key_and_bound() {
+    let e = parse_err("[http.auth]\nmode = \"bearer\"\ntoken = \"x\"\n");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("config/x.toml:3: http.auth.token: is 1 characters; at least 16 are needed"),
+        "{msg}"
+    );
+    assert!(parse("[http.auth]\nmode = \"bearer\"\ntoken = \"0123456789abcdef\"\n").is_ok());
+    assert!(
+        parse_err("[http.auth]\nmode = \"bearer\"\ntoken = \"0123456789abcde\"\n")
+            .to_string()
+            .contains("at least 16")
+    );
+}
+
+#[test]
+fn config_costly_argon2_parameters_name_key_and_bound() {
+    // Same salt and hash as HASH; only the parameters differ.
+    let with = |params: &str| {
+        format!(
+            "[http.auth]\nmode = \"basic\"\nusers = [\n  {{ name = \"a\", password_hash = \"$argon2id$v=19${params}$c29tZXNhbHRzb21lc2FsdA$Yw1ALN3qh4mj2nh/iJyk2tUO2CKffLW2zbRMu6nOcT0\" }},\n]\n"
+        )
+    };
+    let e = parse_err(&with("m=268435455,t=2,p=1"));
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("config/x.toml:4: http.auth.users[0].password_hash: argon2 memory m=268435455 KiB"),
+        "{msg}"
+    );
+    assert!(msg.contains("limit of m=65536 KiB"), "{msg}");
+    let msg = parse_err(&with("m=19456,t=4294967295,p=1")).to_string();
+    assert!(
+        msg.contains("http.auth.users[0].password_hash: argon2 work m*t"),
+        "{msg}"
+    );
+    assert!(msg.contains("limit of 262144"), "{msg}");
+    // At the bounds: accepted.
+    assert!(parse(&with("m=65536,t=4,p=1")).is_ok());
+    assert!(parse(&with("m=65536,t=5,p=1")).is_err());
+    assert!(parse(&with("m=65537,t=1,p=1")).is_err());
+}
+
+#[test]
+fn config_http_limits_are_bounded() {
+    for (text, key, part) in [
+        (
+            "[http]\nheader_timeout = 0.5\n",
+            "http.header_timeout",
+            "between 1 and 300 seconds, not 0.5",
+        ),
+        (
+            "[http]\nidle_timeout = 7200\n",
+            "http.idle_timeout",
+            "between 1 and 3600 seconds, not 7200",
+        ),
+        (
+            "[http]\nmax_connections = 2\n",
+            "http.max_connections",
+            "between 8 and 65536, not 2",
+        ),
+        (
+            "[http]\nallowed_hosts = [\"ok.lan\", \"http://x\"]\n",
+            "http.allowed_hosts[1]",
+            "`http://x` is not a host name",
+        ),
+    ] {
+        let e = parse_err(text);
+        assert_eq!(e.key().as_deref(), Some(key), "{e}");
+        assert!(e.to_string().contains(part), "{e}");
+    }
+    let cfg = parse(
+        "[http]\nheader_timeout = 2\nidle_timeout = 5\nmax_connections = 100\nallowed_hosts = [\"camera.lan\"]\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.http.max_connections, 100);
+    assert_eq!(cfg.http.allowed_hosts, ["camera.lan"]);
 }
 
 #[test]

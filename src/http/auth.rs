@@ -1,20 +1,30 @@
 //! Basic (argon2 PHC hashes) and bearer-token authentication.
 //!
-//! Argon2 is deliberately slow (tens to hundreds of milliseconds on a Pi),
-//! and browsers send the same `Authorization` header with every request, so
-//! a verified header is remembered for five minutes. The cache keeps no
+//! Argon2 is deliberately slow (tens to hundreds of milliseconds on a Pi)
+//! and memory-hard (19 MiB per check with the usual parameters), and
+//! browsers send the same `Authorization` header with every request, so a
+//! verified header is remembered for five minutes. The cache keeps no
 //! plaintext: its key is a fast Argon2id digest of the header value, salted
-//! with a random per-process salt. Full verifications run on the blocking
-//! pool, two at a time, so a flood of wrong passwords cannot starve the
-//! runtime.
+//! with a random per-process salt.
+//!
+//! Full verifications run on the blocking pool, at most
+//! [`CONCURRENT_VERIFICATIONS`] at a time, each in one of as many memory
+//! blocks that live as long as the server: a flood of wrong passwords costs
+//! a fixed amount of memory (freshly allocated blocks, one per check, were
+//! kept by glibc's per-thread arenas and grew the process without bound).
+//! Hash parameters are bounded ([`check_argon2_cost`]) so one check cannot
+//! take the machine, and a client address that keeps failing waits (429,
+//! see [`super::limiter`]).
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::PasswordHash;
-use argon2::{Algorithm, Argon2, Params, PasswordVerifier, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -23,13 +33,46 @@ use base64::Engine;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
+use super::conn::ConnInfo;
+use super::limiter::{Failure, FailureLimiter};
 use super::Auth;
 
 const BASIC_CHALLENGE: &str = "Basic realm=\"edgevision\", charset=\"UTF-8\"";
 const BEARER_CHALLENGE: &str = "Bearer realm=\"edgevision\"";
 const CACHE_TTL: Duration = Duration::from_secs(300);
 const CACHE_MAX: usize = 64;
+/// Password checks at once; each holds one memory block.
 const CONCURRENT_VERIFICATIONS: usize = 2;
+
+/// Shortest accepted bearer token: guessing 16 random characters is out of
+/// reach even without the failure limiter.
+pub const MIN_TOKEN_LEN: usize = 16;
+/// Most argon2 memory (`m`, KiB) a password hash may ask for: 64 MiB.
+pub const MAX_ARGON2_M_KIB: u32 = 64 * 1024;
+/// Most argon2 work (`m` × `t`, KiB passes): four passes over 64 MiB, about
+/// a second on a Raspberry Pi 4 (0.2 s on a desktop).
+pub const MAX_ARGON2_WORK: u64 = 4 * 64 * 1024;
+
+/// Refuses argon2 parameters that would make one login attempt cost more
+/// than the daemon can spend (memory `m` or work `m` × `t`); the message
+/// names the bound.
+pub fn check_argon2_cost(params: &Params) -> Result<(), String> {
+    let (m, t) = (params.m_cost(), params.t_cost());
+    if m > MAX_ARGON2_M_KIB {
+        return Err(format!(
+            "argon2 memory m={m} KiB is above the limit of m={MAX_ARGON2_M_KIB} KiB (64 MiB) per check; \
+             make a hash with less memory (e.g. m=19456,t=2,p=1)"
+        ));
+    }
+    let work = u64::from(m) * u64::from(t);
+    if work > MAX_ARGON2_WORK {
+        return Err(format!(
+            "argon2 work m*t = {m}*{t} = {work} is above the limit of {MAX_ARGON2_WORK} (about 1 s per check); \
+             make a hash with fewer passes or less memory (e.g. m=19456,t=2,p=1)"
+        ));
+    }
+    Ok(())
+}
 
 pub(crate) fn validate(auth: &Auth) -> Result<(), String> {
     match auth {
@@ -39,17 +82,68 @@ pub(crate) fn validate(auth: &Auth) -> Result<(), String> {
             if user.is_empty() || user.contains(':') {
                 return Err(format!("user name {user:?}: must be non-empty and without ':'"));
             }
-            PasswordHash::new(phc)
+            Verifier::new(phc)
                 .map(|_| ())
                 .map_err(|e| format!("password hash of user {user:?}: {e}"))
         }),
-        Auth::Bearer(token) if token.is_empty() => Err("empty bearer token".into()),
+        Auth::Bearer(token) if token.len() < MIN_TOKEN_LEN => Err(format!(
+            "bearer token of {} characters; at least {MIN_TOKEN_LEN} are needed",
+            token.len()
+        )),
         Auth::Bearer(_) => Ok(()),
+    }
+}
+
+/// One PHC hash, parsed once: the hasher with its parameters, the salt and
+/// the expected output.
+struct Verifier {
+    hasher: Argon2<'static>,
+    salt: Vec<u8>,
+    expected: Vec<u8>,
+}
+
+impl Verifier {
+    fn new(phc: &str) -> Result<Verifier, String> {
+        let hash = PasswordHash::new(phc).map_err(|e| format!("not a PHC string: {e}"))?;
+        let algorithm = Algorithm::try_from(hash.algorithm).map_err(|e| format!("{e}"))?;
+        let version = match hash.version {
+            Some(v) => Version::try_from(v).map_err(|e| format!("{e}"))?,
+            None => Version::default(),
+        };
+        let params = Params::try_from(&hash).map_err(|e| format!("{e}"))?;
+        check_argon2_cost(&params)?;
+        let mut buf = [0u8; 64];
+        let salt = hash
+            .salt
+            .ok_or("no salt")?
+            .decode_b64(&mut buf)
+            .map_err(|e| format!("salt: {e}"))?
+            .to_vec();
+        let expected = hash.hash.ok_or("no hash part")?.as_bytes().to_vec();
+        Ok(Verifier {
+            hasher: Argon2::new(algorithm, version, params),
+            salt,
+            expected,
+        })
+    }
+
+    fn blocks(&self) -> usize {
+        self.hasher.params().block_count()
+    }
+
+    /// Hashes `password` in `memory` (at least [`Verifier::blocks`] long).
+    fn matches(&self, password: &[u8], memory: &mut [Block]) -> bool {
+        let mut out = vec![0u8; self.expected.len()];
+        self.hasher
+            .hash_password_into_with_memory(password, &self.salt, &mut out, memory)
+            .is_ok()
+            && constant_time_eq(&out, &self.expected)
     }
 }
 
 pub(crate) struct Authenticator {
     mode: Mode,
+    failures: FailureLimiter,
 }
 
 enum Mode {
@@ -59,13 +153,18 @@ enum Mode {
 }
 
 struct BasicUsers {
-    /// (user, PHC string); an unparsable hash never verifies.
-    users: Vec<(String, String)>,
+    /// (user, verifier); a hash that does not parse or costs too much never
+    /// verifies (the config check refuses it before).
+    users: Vec<(String, Option<Verifier>)>,
+    /// Memory blocks every verifier fits in.
+    blocks: usize,
     /// Digest of a verified header value -> when it stops counting.
     verified: Mutex<HashMap<[u8; 32], Instant>>,
     salt: [u8; 16],
     digest: Argon2<'static>,
     verifications: Semaphore,
+    /// Argon2 working memory, one per verification slot, kept for reuse.
+    memory: Mutex<Vec<Vec<Block>>>,
 }
 
 impl Authenticator {
@@ -76,31 +175,73 @@ impl Authenticator {
                 let mut salt = [0u8; 16];
                 OsRng.fill_bytes(&mut salt);
                 let params = Params::new(Params::MIN_M_COST, 1, 1, Some(32)).expect("valid argon2 params");
+                let users: Vec<(String, Option<Verifier>)> = users
+                    .iter()
+                    .map(|(name, phc)| (name.clone(), Verifier::new(phc).ok()))
+                    .collect();
+                let blocks = users
+                    .iter()
+                    .filter_map(|(_, v)| v.as_ref().map(Verifier::blocks))
+                    .max()
+                    .unwrap_or(0);
                 Mode::Basic(Arc::new(BasicUsers {
-                    users: users.clone(),
+                    users,
+                    blocks,
                     verified: Mutex::new(HashMap::new()),
                     salt,
                     digest: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
                     verifications: Semaphore::new(CONCURRENT_VERIFICATIONS),
+                    memory: Mutex::new(Vec::new()),
                 }))
             }
+            // Too short a token (refused by the config check) opens nothing.
+            Auth::Bearer(token) if token.len() < MIN_TOKEN_LEN => Mode::Bearer(Vec::new()),
             Auth::Bearer(token) => Mode::Bearer(token.as_bytes().to_vec()),
         };
-        Authenticator { mode }
+        Authenticator {
+            mode,
+            failures: FailureLimiter::default(),
+        }
     }
 }
 
+/// The client's address; unknown (0.0.0.0) when the router runs outside
+/// [`super::serve`].
+fn client_ip(req: &Request) -> IpAddr {
+    req.extensions()
+        .get::<ConnectInfo<ConnInfo>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.addr.ip())
+}
+
 pub(crate) async fn require(State(auth): State<Arc<Authenticator>>, req: Request, next: Next) -> Response {
-    let allowed = match &auth.mode {
-        Mode::Open => true,
+    let ip = client_ip(&req);
+    let verdict = match &auth.mode {
+        Mode::Open => return next.run(req).await,
         Mode::Basic(users) => match req.headers().get(header::AUTHORIZATION) {
-            Some(value) => users.check(value).await,
-            None => false,
+            Some(value) => match auth.failures.check(ip, Instant::now()) {
+                Err(wait) => return too_many(wait),
+                Ok(()) => Some(users.check(value).await),
+            },
+            None => None,
         },
-        Mode::Bearer(token) => bearer_ok(&req, token),
+        Mode::Bearer(token) => match bearer_given(&req) {
+            Some(given) => match auth.failures.check(ip, Instant::now()) {
+                Err(wait) => return too_many(wait),
+                Ok(()) => Some((
+                    !token.is_empty() && constant_time_eq(given.as_bytes(), token),
+                    String::new(),
+                )),
+            },
+            None => None,
+        },
     };
-    if allowed {
-        return next.run(req).await;
+    match verdict {
+        Some((true, _)) => {
+            auth.failures.succeeded(ip);
+            return next.run(req).await;
+        }
+        Some((false, user)) => log_failure(&auth.failures, ip, &user),
+        None => {}
     }
     let challenge = match auth.mode {
         Mode::Bearer(_) => BEARER_CHALLENGE,
@@ -117,8 +258,40 @@ pub(crate) async fn require(State(auth): State<Arc<Authenticator>>, req: Request
         .into_response()
 }
 
+/// Counts a failure; logs the first of a series and each block, not every
+/// attempt (a flood would otherwise flood the journal too).
+fn log_failure(failures: &FailureLimiter, ip: IpAddr, user: &str) {
+    let who = if user.is_empty() {
+        String::new()
+    } else {
+        format!(" (user {user:?})")
+    };
+    match failures.failed(ip, Instant::now()) {
+        Failure::First => tracing::warn!("http: failed login from {ip}{who}"),
+        Failure::Counted => {}
+        Failure::Blocked { failures, wait } => tracing::warn!(
+            "http: {failures} failed logins from {ip}{who}; its login attempts get 429 for {} s",
+            wait.as_secs()
+        ),
+    }
+}
+
+fn too_many(wait: Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [
+            (header::RETRY_AFTER, secs.to_string()),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        format!("too many failed logins from this address; retry in {secs} s\n"),
+    )
+        .into_response()
+}
+
 impl BasicUsers {
-    async fn check(self: &Arc<Self>, value: &HeaderValue) -> bool {
+    /// Whether `value` holds valid credentials, and the user name it gave.
+    async fn check(self: &Arc<Self>, value: &HeaderValue) -> (bool, String) {
         let key = self.digest_of(value.as_bytes());
         let now = Instant::now();
         if self
@@ -128,16 +301,17 @@ impl BasicUsers {
             .get(&key)
             .is_some_and(|until| *until > now)
         {
-            return true;
+            return (true, String::new());
         }
-        let Some(credentials) = decode_basic(value.as_bytes()) else {
-            return false;
+        let Some((user, password)) = decode_basic(value.as_bytes()) else {
+            return (false, String::new());
         };
         let Ok(_slot) = self.verifications.acquire().await else {
-            return false;
+            return (false, user);
         };
         let users = self.clone();
-        let ok = tokio::task::spawn_blocking(move || users.verify(credentials))
+        let name = user.clone();
+        let ok = tokio::task::spawn_blocking(move || users.verify(&name, &password))
             .await
             .unwrap_or(false);
         if ok {
@@ -149,7 +323,7 @@ impl BasicUsers {
             }
             verified.insert(key, now + CACHE_TTL);
         }
-        ok
+        (ok, user)
     }
 
     fn digest_of(&self, value: &[u8]) -> [u8; 32] {
@@ -160,19 +334,22 @@ impl BasicUsers {
         out
     }
 
-    /// Checks one (user, password); an unknown user still costs one
-    /// verification so timing does not tell which users exist.
-    fn verify(&self, (user, password): (String, String)) -> bool {
-        let entry = self.users.iter().find(|(u, _)| *u == user);
-        let Some((_, phc)) = entry.or(self.users.first()) else {
+    /// Checks one (user, password) in a pooled memory block; an unknown user
+    /// still costs one verification so timing does not tell which users
+    /// exist.
+    fn verify(&self, user: &str, password: &str) -> bool {
+        let entry = self.users.iter().find(|(u, _)| u == user);
+        let Some((_, Some(verifier))) = entry.or(self.users.first()) else {
             return false;
         };
-        let Ok(hash) = PasswordHash::new(phc) else {
-            return false;
-        };
-        let ok = Argon2::default()
-            .verify_password(password.as_bytes(), &hash)
-            .is_ok();
+        // The semaphore admits at most as many checks as there are blocks,
+        // so a block is free unless one was lost to a panic: then make one.
+        let mut memory = self.memory.lock().unwrap().pop().unwrap_or_default();
+        if memory.len() < self.blocks {
+            memory.resize(self.blocks, Block::default());
+        }
+        let ok = verifier.matches(password.as_bytes(), &mut memory);
+        self.memory.lock().unwrap().push(memory);
         ok && entry.is_some()
     }
 }
@@ -197,26 +374,22 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-/// `Authorization: Bearer <token>`, or `?token=<token>` for `<img>` and
-/// `EventSource`, which cannot set headers.
-fn bearer_ok(req: &Request, token: &[u8]) -> bool {
-    if token.is_empty() {
-        return false;
-    }
+/// The token from `Authorization: Bearer <token>`, or from `?token=<token>`
+/// for `<img>` and `EventSource`, which cannot set headers; `None` when the
+/// request carries none.
+fn bearer_given(req: &Request) -> Option<String> {
     let from_header = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .is_some_and(|(_, given)| constant_time_eq(given.trim().as_bytes(), token));
-    if from_header {
-        return true;
-    }
-    Query::<TokenQuery>::try_from_uri(req.uri())
-        .ok()
-        .and_then(|q| q.0.token)
-        .is_some_and(|given| constant_time_eq(given.as_bytes(), token))
+        .map(|(_, given)| given.trim().to_owned());
+    from_header.or_else(|| {
+        Query::<TokenQuery>::try_from_uri(req.uri())
+            .ok()
+            .and_then(|q| q.0.token)
+    })
 }
 
 /// Compares without an early exit; only the length can leak.
@@ -244,6 +417,62 @@ mod tests {
         );
         assert_eq!(decode_basic(b"Bearer abc"), None);
         assert_eq!(decode_basic(b"Basic !!!"), None);
+    }
+
+    /// A PHC hash of `password` with cheap parameters.
+    fn phc(password: &str, params: Params) -> String {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(password.as_bytes(), &salt)
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn verifier_matches_only_the_password_in_reused_memory() {
+        let hash = phc("right", Params::new(64, 2, 1, None).unwrap());
+        let v = Verifier::new(&hash).unwrap();
+        let mut memory = vec![Block::default(); v.blocks()];
+        assert!(v.matches(b"right", &mut memory));
+        assert!(!v.matches(b"wrong", &mut memory));
+        assert!(v.matches(b"right", &mut memory), "the memory is reusable");
+        // Also in a larger block than needed (the pool sizes for all users).
+        let mut larger = vec![Block::default(); v.blocks() * 4];
+        assert!(v.matches(b"right", &mut larger));
+        // An argon2i hash verifies too.
+        let i = Argon2::new(
+            Algorithm::Argon2i,
+            Version::V0x13,
+            Params::new(32, 1, 1, None).unwrap(),
+        );
+        let salt = argon2::password_hash::SaltString::encode_b64(b"saltsaltsalt").unwrap();
+        let hash = argon2::password_hash::PasswordHasher::hash_password(&i, b"pw", &salt)
+            .unwrap()
+            .to_string();
+        let v = Verifier::new(&hash).unwrap();
+        assert!(v.matches(b"pw", &mut memory));
+        assert!(!v.matches(b"pW", &mut memory));
+    }
+
+    #[test]
+    fn argon2_cost_bounds() {
+        let p = |m, t| Params::new(m, t, 1, None).unwrap();
+        assert!(check_argon2_cost(&p(19456, 2)).is_ok());
+        assert!(check_argon2_cost(&p(MAX_ARGON2_M_KIB, 4)).is_ok());
+        let e = check_argon2_cost(&p(MAX_ARGON2_M_KIB + 1, 1)).unwrap_err();
+        assert!(e.contains("m=65537 KiB") && e.contains("limit of m=65536"), "{e}");
+        let e = check_argon2_cost(&p(8, u32::MAX)).unwrap_err();
+        assert!(e.contains("work m*t") && e.contains("limit of 262144"), "{e}");
+        let hash = phc("x", p(MAX_ARGON2_M_KIB + 8, 1));
+        assert!(Verifier::new(&hash).is_err(), "too costly a hash never verifies");
+    }
+
+    #[test]
+    fn short_tokens_are_invalid() {
+        assert!(validate(&Auth::Bearer("x".into())).is_err());
+        assert!(validate(&Auth::Bearer("0123456789abcde".into())).is_err());
+        assert!(validate(&Auth::Bearer("0123456789abcdef".into())).is_ok());
     }
 
     #[test]

@@ -16,10 +16,16 @@
 //! | `/metrics`         | Prometheus text exposition                                  |
 //! | `/healthz`         | 200 `ok` while the process runs (never behind auth)         |
 //! | `/readyz`          | 200 `ready` / 503 `not ready` from `Hub::is_ready`          |
+//!
+//! Every response carries `X-Content-Type-Options: nosniff`,
+//! `Referrer-Policy: no-referrer` and a Content-Security-Policy (the page
+//! its own, everything else `default-src 'none'`).
 
 mod api;
 mod auth;
 mod conn;
+mod host;
+mod limiter;
 mod limits;
 pub mod mjpeg;
 mod page;
@@ -29,14 +35,18 @@ use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::StatusCode;
-use axum::middleware;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use tokio::sync::{watch, Semaphore};
 
 use crate::hub::Hub;
 
+pub use auth::{check_argon2_cost, MAX_ARGON2_M_KIB, MAX_ARGON2_WORK, MIN_TOKEN_LEN};
+pub use host::check_host_name;
 pub use mjpeg::BOUNDARY;
 
 /// How long `serve` waits, after the shutdown signal, for connections to
@@ -50,6 +60,17 @@ pub struct HttpSettings {
     /// has data for it is disconnected (applied by [`serve`] to every
     /// connection's writes).
     pub client_timeout: Duration,
+    /// Time for a whole request head, from the connection or from the first
+    /// byte of a later request; slower clients are disconnected.
+    pub header_timeout: Duration,
+    /// A kept-alive connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+    /// Open connections at most (lowered to fit the open-file limit).
+    pub max_connections: usize,
+    /// `Some(names)`: only `Host` headers naming localhost, an IP address or
+    /// one of `names` are served (against DNS rebinding; for servers
+    /// without auth). `None`: no check.
+    pub host_check: Option<Vec<String>>,
     pub auth: Auth,
 }
 
@@ -58,6 +79,10 @@ impl Default for HttpSettings {
         HttpSettings {
             max_clients: 16,
             client_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 512,
+            host_check: None,
             auth: Auth::None,
         }
     }
@@ -68,6 +93,10 @@ impl fmt::Debug for HttpSettings {
         f.debug_struct("HttpSettings")
             .field("max_clients", &self.max_clients)
             .field("client_timeout", &self.client_timeout)
+            .field("header_timeout", &self.header_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("host_check", &self.host_check)
             .field("auth", &self.auth)
             .finish()
     }
@@ -83,8 +112,10 @@ pub enum Auth {
 }
 
 impl Auth {
-    /// Checks the configuration (PHC strings parse, token not empty), so the
-    /// daemon can refuse to start instead of locking everyone out.
+    /// Checks the configuration (PHC strings parse and cost at most
+    /// [`MAX_ARGON2_M_KIB`] and [`MAX_ARGON2_WORK`], the token has at least
+    /// [`MIN_TOKEN_LEN`] characters), so the daemon can refuse to start
+    /// instead of locking everyone out.
     pub fn validate(&self) -> Result<(), String> {
         auth::validate(self)
     }
@@ -138,38 +169,87 @@ fn build(hub: Arc<Hub>, settings: HttpSettings) -> (Router, Arc<watch::Sender<bo
         .route("/metrics", get(api::metrics))
         .route("/readyz", get(api::readyz))
         .route_layer(middleware::from_fn_with_state(authenticator, auth::require));
+    let mut guarded = Router::new().merge(protected);
+    if let Some(names) = &settings.host_check {
+        let check = Arc::new(host::HostCheck::new(names));
+        guarded = guarded.route_layer(middleware::from_fn_with_state(check, host::check));
+    }
     let app = Router::new()
-        .merge(protected)
+        .merge(guarded)
         .route("/healthz", get(api::healthz))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .layer(middleware::from_fn(limits::check))
+        .layer(middleware::from_fn(conn::track))
+        .layer(middleware::from_fn(security_headers))
         .with_state(state);
     (app, stop)
+}
+
+/// What no response should lack: no MIME sniffing (a JPEG or JSON body must
+/// not run as a page), no referrer leaking a `?token=`, and a CSP that
+/// allows nothing but what the page itself declares.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    headers
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    headers
+        .entry(header::REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("no-referrer"));
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
+            "default-src 'none'; frame-ancestors 'self'",
+        ));
+    response
 }
 
 /// Serves until `shutdown` completes, then ends the streams, lets open
 /// responses finish (at most a few seconds) and returns.
 ///
-/// Every accepted socket gets `TCP_NODELAY` and a write timeout of
-/// `settings.client_timeout`: a client that stops reading is disconnected.
+/// Every accepted socket gets `TCP_NODELAY`, a write timeout of
+/// `settings.client_timeout` (a client that stops reading is disconnected),
+/// the header and idle read deadlines, and counts towards
+/// `settings.max_connections`, which is lowered if the open-file limit
+/// would not hold that many.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     hub: Arc<Hub>,
     settings: HttpSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let write_timeout = settings.client_timeout;
+    let nofile = conn::open_file_limit();
+    let max_connections = conn::connection_cap(settings.max_connections, nofile);
+    if max_connections < settings.max_connections {
+        tracing::warn!(
+            "http: at most {max_connections} connections instead of {}: the open-file limit is {} \
+             and {} files are kept for the rest (raise LimitNOFILE= or ulimit -n)",
+            settings.max_connections,
+            nofile.unwrap_or(0),
+            conn::FD_RESERVE
+        );
+    }
+    let limits = conn::Limits {
+        write_timeout: settings.client_timeout,
+        header_timeout: settings.header_timeout,
+        idle_timeout: settings.idle_timeout,
+        max_connections,
+    };
     let (app, stop) = build(hub, settings);
-    let listener = conn::TimeoutListener::new(listener, write_timeout);
+    let listener = conn::TimeoutListener::new(listener, limits);
     let signal_stop = stop.clone();
     let signal = async move {
         shutdown.await;
         tracing::info!("http: shutting down");
         signal_stop.send_replace(true);
     };
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(signal)
-        .into_future();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<conn::ConnInfo>(),
+    )
+    .with_graceful_shutdown(signal)
+    .into_future();
     let mut stopped = stop.subscribe();
     let grace = async move {
         let _ = stopped.wait_for(|s| *s).await;

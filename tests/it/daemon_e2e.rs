@@ -128,7 +128,7 @@ fn serves_annotated_frames_detections_metrics_and_events() {
     // Server-Sent Events arrive, one per processed frame.
     let mut s = TcpStream::connect(&d.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    write!(s, "GET /api/events HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     let mut r = BufReader::new(s);
     let mut events = Vec::new();
     while events.len() < 3 {
@@ -225,7 +225,7 @@ fn stops_within_two_seconds_on_sigterm() {
     wait_for(60, "ready", || (get(&d.addr, "/readyz").0 == 200).then_some(()));
     // Keep a stream client connected: shutdown must not wait for it.
     let _client = TcpStream::connect(&d.addr).and_then(|mut s| {
-        write!(s, "GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        write!(s, "GET /stream.mjpg HTTP/1.1\r\nHost: localhost\r\n\r\n")?;
         Ok(s)
     });
     std::thread::sleep(Duration::from_millis(300));

@@ -94,6 +94,7 @@ fn settings(max_clients: usize, client_timeout: Duration, auth: Auth) -> HttpSet
         max_clients,
         client_timeout,
         auth,
+        ..HttpSettings::default()
     }
 }
 
@@ -720,7 +721,7 @@ fn basic_auth_guards_everything_but_healthz() {
 
 #[test]
 fn bearer_auth_accepts_header_or_query_token() {
-    let token = "s3cret-t0ken";
+    let token = "s3cret-t0ken-0123456789";
     let server = Server::start(settings(
         4,
         Duration::from_secs(5),
@@ -763,6 +764,50 @@ fn bearer_auth_accepts_header_or_query_token() {
     let mut stream = Mjpeg::open(server.addr, &format!("/stream.mjpg?token={token}"));
     stream.next_part().unwrap();
     assert_eq!(http.get(server.url("/healthz")).send().unwrap().status(), 200);
+}
+
+#[test]
+fn a_too_short_bearer_token_opens_nothing() {
+    // The config check refuses it; a library user gets a log line, and
+    // nobody gets in with it.
+    let server = Server::start(settings(4, Duration::from_secs(5), Auth::Bearer("x".into())));
+    let http = client();
+    let header = http.get(server.url("/readyz")).bearer_auth("x").send().unwrap();
+    assert_eq!(header.status(), 401);
+    let query = http.get(server.url("/readyz?token=x")).send().unwrap();
+    assert_eq!(query.status(), 401);
+}
+
+#[test]
+fn connections_beyond_max_connections_get_503_when_all_are_busy() {
+    let server = Server::start(HttpSettings {
+        max_connections: 8,
+        ..HttpSettings::default()
+    });
+    let _feeder = Feeder::start(server.hub.clone());
+    wait_for_frame(&server.hub);
+    let mut streams: Vec<Mjpeg> = (0..8)
+        .map(|_| {
+            let mut m = Mjpeg::open(server.addr, "/stream.mjpg");
+            m.next_part().unwrap();
+            m
+        })
+        .collect();
+    // All eight stream (never idle, so none is closed to make room): a
+    // ninth connection is answered 503 and closed without a request.
+    let mut ninth = connect(server.addr);
+    let mut answer = String::new();
+    ninth.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer:?}");
+    assert!(answer.ends_with("\r\n\r\ntoo many connections\n"), "{answer:?}");
+    for s in &mut streams {
+        s.next_part().expect("the streams go on");
+    }
+    // One stream ends: there is room again.
+    drop(streams.pop());
+    assert!(wait_until(Duration::from_secs(3), || {
+        raw(server.addr, get_request("/healthz", "").as_bytes()).is_ok_and(|r| r.status == 200)
+    }));
 }
 
 #[test]

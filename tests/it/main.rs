@@ -17,5 +17,6 @@ mod convert_io;
 mod daemon_e2e;
 mod detect_models;
 mod hardening;
+mod http_hardening;
 mod http_server;
 mod systemd_service;

@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -59,14 +59,22 @@ pub fn start(config: &str) -> Daemon {
 
 /// [`start`] with extra environment variables.
 pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Daemon {
+    start_with(config, |cmd| {
+        cmd.envs(env.iter().copied());
+    })
+}
+
+/// [`start`], with the command adjusted by `adjust` before it is spawned.
+pub fn start_with(config: &str, adjust: impl FnOnce(&mut Command)) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("edgevision.toml");
     std::fs::write(&cfg, config).unwrap();
-    let mut child = super::bin()
-        .args(["run", "--listen", "127.0.0.1:0", "--config"])
+    let mut cmd = super::bin();
+    cmd.args(["run", "--listen", "127.0.0.1:0", "--config"])
         .arg(&cfg)
-        .env("EDGEVISION_LOG", "info")
-        .envs(env.iter().copied())
+        .env("EDGEVISION_LOG", "info");
+    adjust(&mut cmd);
+    let mut child = cmd
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
