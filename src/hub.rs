@@ -55,6 +55,9 @@ pub struct Hub {
     /// Inference has failed on several frames in a row: not ready, and the
     /// systemd watchdog goes unfed, whatever the source does.
     inference_failing: AtomicBool,
+    /// The running pipeline's model has produced a result: until then
+    /// `/readyz` says 503 even though frames flow.
+    inferred: AtomicBool,
     /// Frames published since start, across pipeline restarts (the
     /// watchdog's sign of life).
     published: AtomicU64,
@@ -71,6 +74,7 @@ impl Hub {
             reports: watch::channel(None).0,
             ready: AtomicBool::new(false),
             inference_failing: AtomicBool::new(false),
+            inferred: AtomicBool::new(false),
             published: AtomicU64::new(0),
             last_seq: AtomicU64::new(0),
             metrics,
@@ -121,9 +125,18 @@ impl Hub {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
-    /// Ready, and inference is not failing frame after frame.
+    /// Ready: frames flow, the model has produced a result, and inference
+    /// is not failing frame after frame.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed) && !self.inference_failing()
+        self.ready.load(Ordering::Relaxed)
+            && self.inferred.load(Ordering::Relaxed)
+            && !self.inference_failing()
+    }
+
+    /// Whether the running pipeline has had an inference succeed (a new
+    /// pipeline starts with `false`).
+    pub fn set_inferred(&self, inferred: bool) {
+        self.inferred.store(inferred, Ordering::Relaxed);
     }
 
     pub fn set_inference_failing(&self, failing: bool) {

@@ -22,6 +22,7 @@ pub(crate) struct InferenceHealth {
 impl InferenceHealth {
     /// A successful inference: healthy again.
     pub fn success(&self, hub: &Hub) {
+        hub.set_inferred(true);
         if self.in_a_row.swap(0, Ordering::Relaxed) >= FAILING_AFTER {
             hub.set_inference_failing(false);
             tracing::info!("inference works again: ready");
@@ -90,6 +91,9 @@ mod tests {
         let hub = Hub::new(Arc::new(Metrics::new()));
         hub.set_ready(true);
         let health = InferenceHealth::default();
+        assert!(!hub.is_ready(), "ready before any inference");
+        health.success(&hub);
+        assert!(hub.is_ready());
         for i in 1..FAILING_AFTER {
             assert_eq!(health.failure(&hub), i);
             assert!(hub.is_ready(), "unready after {i} failures");

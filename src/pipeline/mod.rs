@@ -283,8 +283,10 @@ impl Pipeline {
             live_generation: AtomicU64::new(0),
             health: health::InferenceHealth::default(),
         });
-        // A new pipeline (new model, maybe) starts healthy.
+        // A new pipeline (new model, maybe) starts healthy, and ready once
+        // its model has produced a result.
         shared.hub.set_inference_failing(false);
+        shared.hub.set_inferred(false);
         let mut source_opts = settings.source_options.clone();
         if settings.annotate == Annotate::Client {
             // JPEG frames go to clients as they came; inference needs only

@@ -502,6 +502,9 @@ fn health_and_readiness_probes() {
     assert_eq!(readyz.status(), 503);
     assert_eq!(readyz.text().unwrap().trim(), "not ready");
     server.hub.set_ready(true);
+    // Frames flow, but the model has not produced a result yet.
+    assert_eq!(http.get(server.url("/readyz")).send().unwrap().status(), 503);
+    server.hub.set_inferred(true);
     let readyz = http.get(server.url("/readyz")).send().unwrap();
     assert_eq!(readyz.status(), 200);
     assert_eq!(readyz.text().unwrap().trim(), "ready");
