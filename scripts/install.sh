@@ -19,6 +19,7 @@
 # Installs:
 #   PREFIX/bin/edgevision
 #   PREFIX/lib/edgevision/libLiteRt.so            (runtime/ARCH/libLiteRt.so)
+#   PREFIX/lib/edgevision/libLiteRt.so.version    (its release, from scripts/setup)
 #   PREFIX/share/edgevision/models/               (models and label files)
 #   PREFIX/share/doc/edgevision/README.md
 #   /etc/edgevision/edgevision.toml                (never overwritten)
@@ -148,6 +149,8 @@ if ! { command -v strip >/dev/null 2>&1 &&
     say "could not strip $DESTDIR$BINDIR/edgevision (binutils' strip missing?): installed with its debug info"
 fi
 install -m 0644 "$RUNTIME" "$DESTDIR$LIBDIR/libLiteRt.so"
+# Its release, recorded by scripts/setup (the library exports none).
+[[ -f "$RUNTIME.version" ]] && install -m 0644 "$RUNTIME.version" "$DESTDIR$LIBDIR/libLiteRt.so.version"
 for m in "${MODELS[@]}"; do
     install -m 0644 "$ROOT/models/$m" "$DESTDIR$SHAREDIR/models/$m"
 done

@@ -137,9 +137,9 @@ impl Metrics {
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "edgevision_build_info",
-                "Always 1; labels carry the version and the runtime library.",
+                "Always 1; labels carry the version, the runtime library and its release.",
             ),
-            &["version", "runtime"],
+            &["version", "runtime", "runtime_version"],
         )
         .expect("valid metric");
         registry
@@ -176,10 +176,17 @@ impl Metrics {
         }
     }
 
-    /// Records the version and the runtime library in `edgevision_build_info`.
-    pub fn set_build_info(&self, runtime: &str) {
+    /// Records the version, the runtime library and its release
+    /// ("unknown" when not recorded beside it) in `edgevision_build_info`.
+    pub fn set_build_info(&self, runtime: &str, runtime_version: Option<&str>) {
+        // One series: a reload onto another runtime replaces the old one.
+        self.build_info.reset();
         self.build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), runtime])
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                runtime,
+                runtime_version.unwrap_or("unknown"),
+            ])
             .set(1);
     }
 
@@ -208,7 +215,7 @@ mod tests {
         let m = Metrics::new();
         m.frames_captured.inc();
         m.detections.with_label_values(&["dog"]).inc();
-        m.set_build_info("libLiteRt.so");
+        m.set_build_info("libLiteRt.so", Some("2.3.0"));
         let text = m.render();
         for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
             let parts: Vec<&str> = line.split_whitespace().collect();
@@ -231,7 +238,7 @@ mod tests {
         assert!(text.contains("edgevision_detections_total{label=\"dog\"} 1"));
         assert!(text.contains("edgevision_stage_seconds_bucket{stage=\"encode\""));
         assert!(text.contains(&format!(
-            "edgevision_build_info{{runtime=\"libLiteRt.so\",version=\"{}\"}} 1",
+            "edgevision_build_info{{runtime=\"libLiteRt.so\",runtime_version=\"2.3.0\",version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         )));
     }

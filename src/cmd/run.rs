@@ -224,6 +224,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .parse()
         .with_context(|| format!("http.listen: not an address: {}", cfg.http.listen))?;
     let rt = runtime_for(&cfg)?;
+    tracing::info!(
+        "LiteRT {} ({})",
+        rt.version().unwrap_or("of unknown release"),
+        rt.path().display()
+    );
     match &args.overrides.config {
         Some(path) => tracing::info!("config {}", path.display()),
         None => tracing::info!(

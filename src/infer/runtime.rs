@@ -41,6 +41,8 @@ pub struct Runtime {
     status_string: Option<StatusStringFn>,
     env: lr::Environment,
     path: PathBuf,
+    /// From `libLiteRt.so.version` beside the library, if present.
+    version: Option<String>,
 }
 
 // SAFETY: the environment is created once and only read afterwards; LiteRT's
@@ -202,6 +204,7 @@ impl Runtime {
             status_string,
             env,
             path: path.to_path_buf(),
+            version: read_version(path),
         };
         rt.check(status, "LiteRtCreateEnvironment")?;
         if rt.env.is_null() {
@@ -209,6 +212,12 @@ impl Runtime {
         }
         tracing::debug!(path = %rt.path.display(), "loaded LiteRT runtime");
         Ok(rt)
+    }
+
+    /// The runtime's release (`2.3.0`), when set-up or the package wrote
+    /// it beside the library: the library itself exports no version.
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
     }
 
     /// The file the runtime was loaded from.
@@ -395,4 +404,18 @@ impl Drop for TensorBuf {
         // SAFETY: created by LiteRtCreateManagedTensorBuffer, destroyed once.
         unsafe { (self.rt.fns.destroy_tensor_buffer)(self.raw) }
     }
+}
+
+/// `PATH.version` beside the library: one short line (the release that
+/// `scripts/setup` unpacked, or the package shipped). Anything else is ignored.
+fn read_version(library: &Path) -> Option<String> {
+    let mut file = library.as_os_str().to_owned();
+    file.push(".version");
+    let text = std::fs::read(file).ok()?;
+    let line = std::str::from_utf8(text.get(..text.len().min(64))?).ok()?.trim();
+    let ok = !line.is_empty()
+        && line
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-+_".contains(c));
+    ok.then(|| line.to_string())
 }

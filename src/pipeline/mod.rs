@@ -263,8 +263,10 @@ impl Pipeline {
             why,
         } = prepared;
         let workers = detectors.len();
-        hub.metrics
-            .set_build_info(&model.runtime().path().display().to_string());
+        hub.metrics.set_build_info(
+            &model.runtime().path().display().to_string(),
+            model.runtime().version(),
+        );
         hub.metrics.inference_workers.set(workers as i64);
         hub.metrics.inference_threads.set(layout.threads as i64);
         tracing::info!("inference: {layout}{why}");

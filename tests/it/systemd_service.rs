@@ -106,6 +106,16 @@ fn tells_systemd_ready_status_watchdog_and_stopping() {
     );
     let metrics = String::from_utf8(get(&d.addr, "/metrics").1).unwrap();
     assert!(metrics.contains("edgevision_build_info{"), "{metrics}");
+    // The runtime's release, which scripts/setup pins and records beside it.
+    let setup = std::fs::read_to_string(common::root().join("scripts/setup")).unwrap();
+    let pinned = setup
+        .lines()
+        .find_map(|l| l.strip_prefix("LITERT_VERSION="))
+        .expect("scripts/setup pins LITERT_VERSION");
+    assert!(
+        metrics.contains(&format!("runtime_version=\"{pinned}\"")),
+        "{metrics}"
+    );
 
     // STATUS carries the frame rate once frames flow (refreshed every 5 s).
     let status = sock.wait(20, "STATUS with fps", |m| {
