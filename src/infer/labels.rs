@@ -34,6 +34,9 @@ impl Labels {
     /// starts with a number followed by whitespace and a name; otherwise each
     /// line (empty ones included, as they hold a place) is one name.
     pub fn parse(text: &str) -> Result<Self, (usize, String)> {
+        // Editors on Windows save UTF-8 with a BOM; it is no part of the
+        // first label (and would hide its id).
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
         let non_empty: Vec<(usize, &str)> = lines
             .iter()
@@ -155,6 +158,21 @@ mod tests {
         assert!(l.check_fits(90).is_ok());
         let err = l.check_fits(10).unwrap_err().to_string();
         assert!(err.contains("class id 17"), "{err}");
+    }
+
+    #[test]
+    fn a_leading_utf8_bom_is_ignored() {
+        let plain = Labels::parse("0  person\r\n1  bicycle\r\n").unwrap();
+        let bom = Labels::parse("\u{feff}0  person\r\n1  bicycle\r\n").unwrap();
+        assert_eq!(bom, plain);
+        assert!(bom.is_explicit());
+        assert_eq!(bom.name(0), "person");
+        let bom = Labels::parse("\u{feff}???\nBicycle\n").unwrap();
+        assert_eq!(bom.name(0), "???");
+        // Only a leading one: elsewhere it is part of a name.
+        let l = Labels::parse("a\n\u{feff}b\n").unwrap();
+        assert_eq!(l.name(1), "\u{feff}b");
+        assert!(Labels::parse("\u{feff}").is_err());
     }
 
     #[test]

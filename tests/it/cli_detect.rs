@@ -286,6 +286,47 @@ fn inflated_dimension_of_a_model_is_a_clear_error() {
 }
 
 #[test]
+fn a_labels_file_with_a_utf8_bom_works() {
+    // The COCO labels as a Windows editor saves them: BOM and CRLF.
+    let text = std::fs::read_to_string(common::coco_labels()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bom = dir.path().join("labels.txt");
+    std::fs::write(&bom, format!("\u{feff}{}", text.replace('\n', "\r\n"))).unwrap();
+    let detect = |labels: &std::path::Path| {
+        run(bin()
+            .arg("detect")
+            .arg("--json")
+            .arg("--model")
+            .arg(common::coco_model())
+            .arg("--labels")
+            .arg(labels)
+            .arg(common::photo("dog.jpg"))
+            .arg(common::photo("person.jpg")))
+    };
+    let (with_bom, plain) = (detect(&bom), detect(&common::coco_labels()));
+    assert_eq!(with_bom.code, Some(0), "{}", with_bom.stderr);
+    assert!(
+        with_bom.stdout.contains("\"label\":\"person\""),
+        "{}",
+        with_bom.stdout
+    );
+    let labels = |out: &str| -> Vec<String> {
+        out.lines()
+            .flat_map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                v["detections"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| format!("{} {}", d["class_id"], d["label"]))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    assert_eq!(labels(&with_bom.stdout), labels(&plain.stdout));
+}
+
+#[test]
 fn labels_that_do_not_fit_are_named() {
     let out = run(bin()
         .arg("detect")
