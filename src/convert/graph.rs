@@ -227,12 +227,15 @@ pub fn simple_op(opcode_index: u32, input: i32, output: i32, options: BuiltinOpt
 
 /// Replaces every DEQUANTIZE whose input is a constant (fp16 or int8
 /// weights) by a float32 constant, so the graph sees plain float weights.
-/// Returns how many were folded.
-pub fn fold_constant_dequantize(m: &mut ModelT) -> usize {
+/// Returns how many were folded. The output keeps the input's shape, as
+/// LiteRT's kernel does; a different stored shape (other than none) is an
+/// error rather than a constant whose buffer does not fit its shape.
+pub fn fold_constant_dequantize(m: &mut ModelT) -> Result<usize, ConvertError> {
     let ops = take_ops(m);
     let mut kept = Vec::with_capacity(ops.len());
     let mut folded = 0;
-    for op in ops {
+    let mut ops = ops.into_iter().enumerate();
+    while let Some((k, op)) = ops.next() {
         let is_deq = op_of(m, &op) == Some(Op::DEQUANTIZE);
         let (i, o) = (
             op.inputs.as_ref().and_then(|v| v.first().copied()),
@@ -243,11 +246,24 @@ pub fn fold_constant_dequantize(m: &mut ModelT) -> usize {
                 let t = &tensors(m)[i as usize];
                 let values = const_f32(m, t).or_else(|| dequantize_const(m, t));
                 if let Some(v) = values {
+                    let shape = t.shape.clone().unwrap_or_default();
+                    let out_shape = tensors(m)[o as usize].shape.clone().unwrap_or_default();
+                    if !out_shape.is_empty() && out_shape != shape {
+                        // Put the ops back: the model is left as it was.
+                        kept.push(op);
+                        kept.extend(ops.map(|(_, op)| op));
+                        put_ops(m, kept);
+                        return Err(ConvertError::Unsupported(format!(
+                            "invalid model: DEQUANTIZE operator {k} turns tensor {i} of shape {shape:?} \
+                             into tensor {o} of shape {out_shape:?}"
+                        )));
+                    }
                     let b = add_buffer(m, f32_bytes(&v));
                     let out = &mut tensors_mut(m)[o as usize];
                     out.buffer = b;
                     out.type_ = TensorType::FLOAT32;
                     out.quantization = None;
+                    out.shape = Some(shape);
                     folded += 1;
                     continue;
                 }
@@ -256,7 +272,7 @@ pub fn fold_constant_dequantize(m: &mut ModelT) -> usize {
         kept.push(op);
     }
     put_ops(m, kept);
-    folded
+    Ok(folded)
 }
 
 /// A quantized constant (int8, uint8, int32) as real values.

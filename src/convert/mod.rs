@@ -141,7 +141,7 @@ pub fn convert(
         ..Default::default()
     };
     if opts.mode != Mode::Float32 {
-        let folded = graph::fold_constant_dequantize(&mut m);
+        let folded = graph::fold_constant_dequantize(&mut m)?;
         if folded > 0 {
             report.notes.push(format!(
                 "folded {folded} DEQUANTIZE ops of constants into float32 weights"

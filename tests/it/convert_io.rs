@@ -88,6 +88,11 @@ impl Lcg {
 /// fail, but never on its own output check: a model that passes the
 /// reader's checks must convert into one that passes them too.
 fn exercise(bytes: &[u8]) -> bool {
+    exercise_modes(bytes, &[Mode::Float16, Mode::Dynamic, Mode::Float32])
+}
+
+/// [`exercise`] with the conversion modes `modes` only.
+fn exercise_modes(bytes: &[u8], modes: &[Mode]) -> bool {
     let Ok(mut m) = read_model_t(bytes) else {
         return false;
     };
@@ -100,18 +105,59 @@ fn exercise(bytes: &[u8]) -> bool {
     let out = write_model(&mut m, Layout::External { min_bytes: 16 });
     // What we write reads back.
     read_model_t(&out).expect("a written model reads back");
-    for mode in [Mode::Float16, Mode::Dynamic, Mode::Float32] {
-        if let Err(ConvertError::InvalidOutput(e)) = convert::convert(None, bytes, &no_images(mode)) {
-            // Widening a tensor within the bound past it (a 256 MiB uint8
-            // activation dequantized to float32) is a fair refusal.
-            assert!(
-                e.to_string().contains("MiB per tensor"),
-                "--mode {} made an invalid model: {e}",
-                mode.name()
-            );
+    for &mode in modes {
+        match convert::convert(None, bytes, &no_images(mode)) {
+            Ok(out) => {
+                if let Err(e) = consistent(&out.bytes) {
+                    panic!("--mode {} wrote an inconsistent model: {e}", mode.name());
+                }
+            }
+            Err(ConvertError::InvalidOutput(e)) => {
+                // Widening a tensor within the bound past it (a 256 MiB
+                // uint8 activation dequantized to float32) is a fair refusal.
+                assert!(
+                    e.to_string().contains("MiB per tensor"),
+                    "--mode {} made an invalid model: {e}",
+                    mode.name()
+                );
+            }
+            Err(_) => {}
         }
     }
     true
+}
+
+/// The test's own oracle, independent of the reader's checks: every
+/// constant of subgraph 0 holds exactly shape x element size bytes, and no
+/// dimension is below -1.
+fn consistent(bytes: &[u8]) -> Result<(), String> {
+    use edgevision::tflite::schema::TensorType as T;
+    let m = read_model_t(bytes).map_err(|e| e.to_string())?;
+    let buffers = m.buffers.as_deref().unwrap_or_default();
+    for (i, t) in graph::tensors(&m).iter().enumerate() {
+        let shape = t.shape.as_deref().unwrap_or_default();
+        if shape.iter().any(|&d| d < -1) {
+            return Err(format!("tensor {i} has shape {shape:?}"));
+        }
+        let Some(data) = buffers.get(t.buffer as usize).and_then(|b| b.data.as_ref()) else {
+            continue;
+        };
+        let size: u128 = match t.type_ {
+            T::FLOAT32 | T::INT32 => 4,
+            T::FLOAT16 | T::INT16 => 2,
+            T::INT8 | T::UINT8 | T::BOOL => 1,
+            T::INT64 | T::FLOAT64 => 8,
+            _ => continue,
+        };
+        let want = shape.iter().map(|&d| d.max(0) as u128).product::<u128>() * size;
+        if t.buffer != 0 && !data.is_empty() && want != data.len() as u128 {
+            return Err(format!(
+                "tensor {i} has shape {shape:?} ({want} bytes), its buffer {} bytes",
+                data.len()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn no_images(mode: Mode) -> ConvertOptions {
@@ -130,7 +176,7 @@ fn no_images(mode: Mode) -> ConvertOptions {
 
 /// Number of mutated models [`mutated_models_never_panic_through_the_write_path`]
 /// tries: thousands, at a fixed seed, so a failure names a case to replay.
-const MUTATION_CASES: usize = 12_000;
+const MUTATION_CASES: usize = 16_000;
 
 /// Little-endian u64 `v`'s first position in `bytes[..end]`.
 fn find_u64(bytes: &[u8], v: u64, end: usize) -> Option<usize> {
@@ -275,6 +321,31 @@ fn mutated_real_model_never_panics() {
             panic!("Coral mutation case {case} panicked");
         }
     }
+}
+
+#[test]
+fn damaged_shapes_of_the_oidv4_model_never_panic() {
+    // The issue 19 mutation on the real model, at random tensors: any
+    // dimension of any tensor set to an extreme, zero, doubled or negative,
+    // through --mode float16 (the mode that wrote a broken model). Few
+    // cases: each that reads converts 14 MB of weights.
+    let bytes = std::fs::read(common::oidv4_model()).unwrap();
+    let sites = common::damage::shape_sites(&bytes);
+    let mut rng = Lcg(19);
+    let mut refused = 0;
+    for case in 0..24 {
+        let s = &sites[rng.below(sites.len())];
+        let dim = rng.below(s.shape.len());
+        let v = [0x1000_0000, 0x7fff_ffff, -1, -512, 0, 2 * s.shape[dim]][case % 6];
+        let mut m = bytes.clone();
+        m[s.at + 4 * dim..s.at + 4 * dim + 4].copy_from_slice(&v.to_le_bytes());
+        let what = format!("dimension {dim} of tensor {} set to {v}", s.tensor);
+        match std::panic::catch_unwind(|| exercise_modes(&m, &[Mode::Float16])) {
+            Ok(read) => refused += usize::from(!read),
+            Err(_) => panic!("case {case} ({what}) panicked"),
+        }
+    }
+    assert!(refused > 0, "no damaged shape was refused");
 }
 
 /// Peak RSS a refused conversion may reach: the model and its tree, far
