@@ -538,7 +538,7 @@ impl<'a> ModelFile<'a> {
 
     /// Checks every tensor of every subgraph before anyone sizes an
     /// allocation by it: dimensions are non-negative (`-1`, dynamic, only
-    /// for activations), the byte size is computed with checked
+    /// in the shape signature), the byte size is computed with checked
     /// multiplication and bounded by [`MAX_TENSOR_BYTES`], and a
     /// constant's buffer holds exactly that many bytes.
     fn check_tensors(&self) -> Result<(), ModelFileError> {
@@ -571,15 +571,13 @@ impl<'a> ModelFile<'a> {
                 let shape: Vec<i32> = tensor.shape().into_iter().flatten().collect();
                 let mut elements: Option<u64> = Some(1);
                 for (k, &d) in shape.iter().enumerate() {
-                    let dim = match d {
-                        d if d >= 0 => d as u64,
-                        -1 if !constant => 1,
-                        d => {
-                            return Err(corrupt(format!(
-                                "dimension {k} of {} is {d} (shape {shape:?})",
-                                what()
-                            )))
-                        }
+                    // LiteRT refuses -1 here too ("invalidly specified in
+                    // schema"): dynamic dimensions go in shape_signature.
+                    let Ok(dim) = u64::try_from(d) else {
+                        return Err(corrupt(format!(
+                            "dimension {k} of {} is {d} (shape {shape:?})",
+                            what()
+                        )));
                     };
                     elements = elements.and_then(|e| e.checked_mul(dim));
                 }
@@ -1158,14 +1156,15 @@ mod tests {
         assert!(with(&[1, 2, 2, 3], u8_, 1).is_ok());
         assert!(with(&[12], schema::TensorType::INT8, 1).is_ok());
         assert!(with(&[3], schema::TensorType::FLOAT32, 1).is_ok());
-        // An activation may be dynamic (-1); a constant may not.
-        assert!(with(&[1, -1, 2, 3], u8_, 0).is_ok());
-        let e = with(&[1, -1, 2, 3], u8_, 1).unwrap_err();
+        // Dynamic (-1) belongs in the shape signature, as LiteRT insists.
+        let e = with(&[1, -1, 2, 3], u8_, 0).unwrap_err();
         assert_eq!(
             e.to_string(),
             "corrupt TFLite model: dimension 1 of tensor 0 (x) of subgraph 0 is -1 (shape [1, -1, 2, 3])"
         );
+        assert!(with(&[1, -1, 2, 3], u8_, 1).is_err());
         assert!(with(&[1, -2, 2, 3], u8_, 0).is_err());
+        assert!(with(&[i32::MIN], u8_, 0).is_err());
         // The constant's buffer must hold exactly what the shape says.
         let e = with(&[1, 4, 2, 3], u8_, 1).unwrap_err();
         assert!(

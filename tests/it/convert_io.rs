@@ -348,6 +348,45 @@ fn damaged_shapes_of_the_oidv4_model_never_panic() {
     assert!(refused > 0, "no damaged shape was refused");
 }
 
+#[test]
+fn damaged_shapes_through_int8_calibration_never_panic() {
+    // --mode int8 runs the damaged model in LiteRT (calibration): whatever
+    // the reader lets through must give LiteRT's error or a model that
+    // passes the checks, never a crash. The tiny float classifier, every
+    // dimension of every tensor, zero, -1, doubled and inflated.
+    let bytes = build_colour_classifier(Variant::FloatSoftmax);
+    let photos = common::photo_dir(&["dog.jpg", "chelsea.png"]);
+    let mut o = no_images(Mode::Int8);
+    o.calibration = Some(photos.path().to_path_buf());
+    o.samples = 2;
+    let (mut cases, mut converted) = (0, 0);
+    for s in common::damage::shape_sites(&bytes) {
+        for dim in 0..s.shape.len() {
+            for v in [0, -1, 2 * s.shape[dim], 0x1000_0000] {
+                let mut m = bytes.clone();
+                m[s.at + 4 * dim..s.at + 4 * dim + 4].copy_from_slice(&v.to_le_bytes());
+                let what = format!("dimension {dim} of tensor {} set to {v}", s.tensor);
+                let r = std::panic::catch_unwind(|| convert::convert(Some(common::runtime()), &m, &o));
+                match r {
+                    Ok(Ok(out)) => {
+                        consistent(&out.bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
+                        converted += 1;
+                    }
+                    Ok(Err(ConvertError::InvalidOutput(e))) => panic!("{what}: {e}"),
+                    Ok(Err(_)) => {}
+                    Err(_) => panic!("{what}: panicked"),
+                }
+                cases += 1;
+            }
+        }
+    }
+    // Some damage LiteRT repairs (a doubled activation it resizes).
+    assert!(
+        cases > 20 && converted > 0 && converted < cases,
+        "{converted} of {cases} converted"
+    );
+}
+
 /// Peak RSS a refused conversion may reach: the model and its tree, far
 /// below the gigabytes the inflated shapes describe.
 const REFUSAL_RSS_KIB: u64 = 300 * 1024;
