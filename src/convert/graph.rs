@@ -420,3 +420,75 @@ pub fn consumers(m: &ModelT) -> HashMap<i32, Vec<usize>> {
     }
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An fp16 constant [2] behind a DEQUANTIZE whose output has `out_shape`.
+    fn fp16_behind_dequantize(out_shape: Option<Vec<i32>>) -> ModelT {
+        let mut m = ModelT {
+            version: 3,
+            buffers: Some(vec![BufferT::default()]),
+            subgraphs: Some(vec![SubGraphT::default()]),
+            ..Default::default()
+        };
+        let data = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|v| fp16::from_f32(*v).to_le_bytes())
+            .collect();
+        let b = add_buffer(&mut m, data);
+        let w = add_tensor(
+            &mut m,
+            TensorT {
+                name: Some("w".into()),
+                shape: Some(vec![2]),
+                type_: TensorType::FLOAT16,
+                buffer: b,
+                ..Default::default()
+            },
+        );
+        let o = add_tensor(
+            &mut m,
+            TensorT {
+                name: Some("w_f32".into()),
+                shape: out_shape,
+                ..Default::default()
+            },
+        );
+        let code = opcode(&mut m, Op::DEQUANTIZE, 2);
+        let sg = &mut m.subgraphs.as_mut().unwrap()[0];
+        sg.operators = Some(vec![OperatorT {
+            opcode_index: code,
+            inputs: Some(vec![w]),
+            outputs: Some(vec![o]),
+            ..Default::default()
+        }]);
+        m
+    }
+
+    #[test]
+    fn folding_keeps_the_constant_consistent_with_its_shape() {
+        for shape in [Some(vec![2]), None, Some(vec![])] {
+            let mut m = fp16_behind_dequantize(shape.clone());
+            assert_eq!(fold_constant_dequantize(&mut m).unwrap(), 1, "{shape:?}");
+            let t = &tensors(&m)[1];
+            assert_eq!(t.shape.as_deref(), Some(&[2][..]));
+            assert_eq!(const_f32(&m, t).unwrap(), [1.5, -2.0]);
+            assert!(ops(&m).is_empty());
+        }
+        for shape in [vec![3], vec![-1], vec![1, 2]] {
+            let mut m = fp16_behind_dequantize(Some(shape.clone()));
+            let before = m.clone();
+            let e = fold_constant_dequantize(&mut m).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "unsupported model: invalid model: DEQUANTIZE operator 0 turns tensor 0 of shape [2] \
+                     into tensor 1 of shape {shape:?}"
+                )
+            );
+            assert_eq!(m, before, "the model is left as it was");
+        }
+    }
+}
