@@ -104,39 +104,27 @@ pub fn run(cmd: &mut Command) -> Output {
     }
 }
 
-/// Runs `cmd` like [`run`] (stdin closed) and also gives the child's peak
-/// resident set size in KiB, from `wait4`.
-// wait4 reaps the child (std's wait has no rusage).
-#[allow(clippy::zombie_processes)]
-pub fn run_with_rss(cmd: &mut Command) -> (Output, u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let child = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .expect("spawn edgevision");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: plain out-parameters; the child is ours and not waited for elsewhere.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if r == pid {
-            break;
-        }
-        let e = std::io::Error::last_os_error();
-        assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "wait4: {e}");
+/// Runs `cmd` like [`run`] with its data memory (heap, private writable
+/// mappings: `RLIMIT_DATA`) capped at `limit` bytes, so that reading or
+/// allocating what a damaged file claims fails the run instead of passing
+/// unnoticed. (Peak RSS from `wait4` cannot tell: a child spawned with
+/// vfork inherits the test process's high-water mark at exec.)
+pub fn run_with_memory_limit(cmd: &mut Command, limit: u64) -> Output {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            let rl = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_DATA, &rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
-    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-    let read = |p: &std::path::Path| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned();
-    let out = Output {
-        code,
-        stdout: read(&out_path),
-        stderr: read(&err_path),
-    };
-    (out, usage.ru_maxrss as u64)
+    run(cmd.stdin(std::process::Stdio::null()))
 }
 
 /// Calls `f` every `every` until it returns `Some` (returned), or `None` once
