@@ -349,6 +349,40 @@ fn damaged_shapes_of_the_oidv4_model_never_panic() {
 }
 
 #[test]
+fn dequantized_weights_of_another_shape_are_refused() {
+    // Found by the mutation test on the Open Images model: the float32
+    // output of a DEQUANTIZE of fp16 weights (tensor 314 then; here the
+    // first such) with dimension 0 set to -1 was folded into a constant
+    // whose buffer did not fit its shape, which convert then wrote. Now -1
+    // is refused on reading, and a stored shape other than the weights'
+    // when folding.
+    use edgevision::tflite::schema::BuiltinOperator;
+    let bytes = std::fs::read(common::oidv4_model()).unwrap();
+    let m = read_model_t(&bytes).unwrap();
+    let (k, out) = graph::ops(&m)
+        .iter()
+        .enumerate()
+        .find_map(|(k, op)| {
+            let (i, o) = (op.inputs.as_ref()?[0], op.outputs.as_ref()?[0]);
+            let deq = graph::op_of(&m, op) == Some(BuiltinOperator::DEQUANTIZE);
+            (deq && graph::is_const(&m, &graph::tensors(&m)[i as usize])).then_some((k, o as usize))
+        })
+        .expect("a DEQUANTIZE of constant weights");
+    let d0 = graph::tensors(&m)[out].shape.as_ref().unwrap()[0];
+    for (value, why) in [
+        (-1, format!("dimension 0 of tensor {out} (")),
+        (2 * d0, format!("DEQUANTIZE operator {k} turns tensor")),
+    ] {
+        let damaged = common::damage::with_dim(&bytes, out, 0, value);
+        for mode in [Mode::Float16, Mode::Dynamic] {
+            let e = convert::convert(None, &damaged, &no_images(mode)).err();
+            let e = e.map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains(&why), "--mode {} with {value}: {e:?}", mode.name());
+        }
+    }
+}
+
+#[test]
 fn damaged_shapes_through_int8_calibration_never_panic() {
     // --mode int8 runs the damaged model in LiteRT (calibration): whatever
     // the reader lets through must give LiteRT's error or a model that
