@@ -532,19 +532,39 @@ impl<'a> ModelFile<'a> {
         let model =
             flatbuffers::root_with_opts::<schema::Model>(&opts, bytes).map_err(|e| verify_error(&e, len))?;
         let file = ModelFile { bytes, model };
-        file.check_tensors()?;
+        file.check_sizes()?;
         Ok(file)
     }
 
-    /// Checks every tensor of every subgraph before anyone sizes an
-    /// allocation by it: dimensions are non-negative (`-1`, dynamic, only
-    /// in the shape signature), the byte size is computed with checked
-    /// multiplication and bounded by [`MAX_TENSOR_BYTES`], and a
-    /// constant's buffer holds exactly that many bytes.
-    fn check_tensors(&self) -> Result<(), ModelFileError> {
+    /// Checks every size the file states before anyone reads or allocates
+    /// by it: data stored after the flatbuffer lies within the file; every
+    /// tensor of every subgraph has non-negative dimensions (`-1`, dynamic,
+    /// only in the shape signature), a byte size computed with checked
+    /// multiplication and bounded by [`MAX_TENSOR_BYTES`], and, if it is a
+    /// constant, a buffer of exactly that many bytes.
+    fn check_sizes(&self) -> Result<(), ModelFileError> {
         let corrupt = ModelFileError::Corrupt;
         let buffers = self.model.buffers();
         let num_buffers = buffers.map_or(0, |b| b.len());
+        // Data stored after the flatbuffer must be in the file: LiteRT
+        // reads it from the offsets without looking.
+        for (i, b) in buffers.into_iter().flatten().enumerate() {
+            if b.offset() > 1 {
+                external(self.bytes, b.offset(), b.size(), &format!("buffer {i}"))?;
+            }
+        }
+        for (s, sg) in self.model.subgraphs().into_iter().flatten().enumerate() {
+            for (k, op) in sg.operators().into_iter().flatten().enumerate() {
+                if op.custom_options().is_none() && op.large_custom_options_offset() > 1 {
+                    external(
+                        self.bytes,
+                        op.large_custom_options_offset(),
+                        op.large_custom_options_size(),
+                        &format!("custom options of operator {k} in subgraph {s}"),
+                    )?;
+                }
+            }
+        }
         for (s, sg) in self.model.subgraphs().into_iter().flatten().enumerate() {
             for (t, tensor) in sg.tensors().into_iter().flatten().enumerate() {
                 let name = tensor.name().unwrap_or_default();
@@ -1489,16 +1509,17 @@ mod tests {
         assert_eq!(file.buffer_data(1).unwrap(), &data[..]);
         assert!(file.info().is_ok());
 
+        // Data past the end is found when parsing, before anyone reads it.
         let (bytes, _) = with_external_buffer(tiny_model(), 1);
-        let file = ModelFile::parse(&bytes).unwrap();
-        let e = file.buffer_data(1).unwrap_err();
+        let e = ModelFile::parse(&bytes).unwrap_err();
         assert!(matches!(e, ModelFileError::Truncated(_)), "{e}");
+        assert!(e.to_string().contains("buffer 1 is stored at bytes"), "{e}");
         assert!(e.to_string().contains("past the end"), "{e}");
 
         // The whole file is needed: cutting it off is an error, not garbage.
         let (bytes, _) = with_external_buffer(tiny_model(), 0);
         let cut = &bytes[..bytes.len() - 1];
-        assert!(ModelFile::parse(cut).unwrap().buffer_data(1).is_err());
+        assert!(ModelFile::parse(cut).is_err());
     }
 
     #[test]
