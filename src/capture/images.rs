@@ -101,6 +101,15 @@ fn stamp_of(meta: &fs::Metadata) -> Stamp {
 
 /// The image files of `dir`, sorted by name.
 fn list_images(dir: &Path) -> Result<Vec<(PathBuf, Stamp)>, CaptureError> {
+    if let Ok(meta) = fs::metadata(dir) {
+        if !meta.is_dir() {
+            let kind = crate::tflite::model_file::file_kind(&meta).unwrap_or("a regular file");
+            return Err(CaptureError::Unavailable(format!(
+                "{} is {kind}, not a directory",
+                dir.display()
+            )));
+        }
+    }
     let rd = fs::read_dir(dir)
         .map_err(|e| CaptureError::Unavailable(format!("cannot read directory {}: {e}", dir.display())))?;
     let mut files = Vec::new();
@@ -578,6 +587,25 @@ mod tests {
         assert!(matches!(src.read(&mut frame), Err(CaptureError::EndOfStream)));
         assert!(matches!(src.read(&mut frame), Err(CaptureError::EndOfStream)));
         assert!(src.entries[0].bad);
+    }
+
+    #[test]
+    fn a_path_that_is_no_directory_says_what_it_is() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("a.jpg");
+        fs::write(&file, b"x").unwrap();
+        for (path, want) in [
+            (
+                PathBuf::from("/dev/zero"),
+                "/dev/zero is a character device, not a directory",
+            ),
+            (file, "a.jpg is a regular file, not a directory"),
+        ] {
+            match ImageDirSource::new(path, opts()).open() {
+                Err(CaptureError::Unavailable(m)) => assert!(m.ends_with(want), "{m}"),
+                other => panic!("expected Unavailable, got {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -257,6 +257,17 @@ impl MjpegFileSource {
     }
 
     fn open_file(&self) -> Result<ByteReader<File>, CaptureError> {
+        // A device or FIFO would block or never end: say what it is.
+        if let Some(kind) = std::fs::metadata(&self.path)
+            .ok()
+            .as_ref()
+            .and_then(crate::tflite::model_file::file_kind)
+        {
+            return Err(CaptureError::Unavailable(format!(
+                "{} is {kind}, not a regular file",
+                self.path.display()
+            )));
+        }
         File::open(&self.path)
             .map(ByteReader::new)
             .map_err(|e| CaptureError::Unavailable(format!("cannot open {}: {e}", self.path.display())))
@@ -521,6 +532,29 @@ pub(crate) mod tests {
         src.read(&mut frame).unwrap();
         assert_eq!((frame.width, frame.height), (jpegs[2].1, jpegs[2].2));
         assert!(matches!(src.read(&mut frame), Err(CaptureError::EndOfStream)));
+    }
+
+    #[test]
+    fn devices_fifos_and_directories_say_what_they_are() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fifo = tmp.path().join("pipe.mjpeg");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        for (path, kind) in [
+            (
+                PathBuf::from("/dev/zero"),
+                "/dev/zero is a character device, not a regular file",
+            ),
+            (fifo, "is a FIFO (named pipe), not a regular file"),
+            (tmp.path().to_path_buf(), "is a directory, not a regular file"),
+        ] {
+            // Opening a FIFO without a writer would block here.
+            match MjpegFileSource::new(path, native_opts()).open() {
+                Err(CaptureError::Unavailable(m)) => assert!(m.ends_with(kind), "{m}"),
+                other => panic!("expected Unavailable, got {other:?}"),
+            }
+        }
     }
 
     #[test]

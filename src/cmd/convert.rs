@@ -52,8 +52,7 @@ pub struct ConvertArgs {
 
 pub fn run(args: ConvertArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.samples >= 1, "--samples must be 1 or more");
-    let input =
-        std::fs::read(&args.input).with_context(|| format!("cannot read {}", args.input.display()))?;
+    let input = crate::tflite::model_file::read_file_checked(&args.input)?;
     let compare = args.report.is_some();
     anyhow::ensure!(
         args.validation.is_none() || compare,

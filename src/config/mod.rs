@@ -302,22 +302,34 @@ impl Config {
                 format!("{what} not found: {}{hint}", p.display()),
             ))
         };
-        if !self.model.path.is_file() {
-            missing("model.path", &self.model.path, "model file")?;
-        }
+        // A path that exists but is the wrong kind (a device, a FIFO that
+        // would block, a directory) says what it is rather than "not found".
+        let check = |key: &str, p: &Path, what: &str, dir: bool| -> Result<(), (String, String)> {
+            let Ok(meta) = std::fs::metadata(p) else {
+                return missing(key, p, what);
+            };
+            let kind = match crate::tflite::model_file::file_kind(&meta) {
+                Some("a directory") if dir => return Ok(()),
+                None if !dir => return Ok(()),
+                Some(kind) => kind,
+                None => "a regular file",
+            };
+            let want = if dir { "a directory" } else { "a regular file" };
+            Err((
+                key.to_string(),
+                format!("{what} {} is {kind}, not {want}", p.display()),
+            ))
+        };
+        check("model.path", &self.model.path, "model file", false)?;
         if let Some(labels) = &self.model.labels {
-            if !labels.is_file() {
-                missing("model.labels", labels, "label file")?;
-            }
+            check("model.labels", labels, "label file", false)?;
         }
         if let Some(rt) = &self.runtime {
-            if !rt.is_file() {
-                missing("runtime", rt, "LiteRT library")?;
-            }
+            check("runtime", rt, "LiteRT library", false)?;
         }
         match self.source.parsed_uri() {
-            Ok(SourceUri::Images(dir)) if !dir.is_dir() => missing("source.uri", &dir, "image directory")?,
-            Ok(SourceUri::Mjpeg(file)) if !file.is_file() => missing("source.uri", &file, "MJPEG file")?,
+            Ok(SourceUri::Images(dir)) => check("source.uri", &dir, "image directory", true)?,
+            Ok(SourceUri::Mjpeg(file)) => check("source.uri", &file, "MJPEG file", false)?,
             _ => {}
         }
         Ok(())

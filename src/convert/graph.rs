@@ -227,12 +227,15 @@ pub fn simple_op(opcode_index: u32, input: i32, output: i32, options: BuiltinOpt
 
 /// Replaces every DEQUANTIZE whose input is a constant (fp16 or int8
 /// weights) by a float32 constant, so the graph sees plain float weights.
-/// Returns how many were folded.
-pub fn fold_constant_dequantize(m: &mut ModelT) -> usize {
+/// Returns how many were folded. The output keeps the input's shape, as
+/// LiteRT's kernel does; a different stored shape (other than none) is an
+/// error rather than a constant whose buffer does not fit its shape.
+pub fn fold_constant_dequantize(m: &mut ModelT) -> Result<usize, ConvertError> {
     let ops = take_ops(m);
     let mut kept = Vec::with_capacity(ops.len());
     let mut folded = 0;
-    for op in ops {
+    let mut ops = ops.into_iter().enumerate();
+    while let Some((k, op)) = ops.next() {
         let is_deq = op_of(m, &op) == Some(Op::DEQUANTIZE);
         let (i, o) = (
             op.inputs.as_ref().and_then(|v| v.first().copied()),
@@ -243,11 +246,24 @@ pub fn fold_constant_dequantize(m: &mut ModelT) -> usize {
                 let t = &tensors(m)[i as usize];
                 let values = const_f32(m, t).or_else(|| dequantize_const(m, t));
                 if let Some(v) = values {
+                    let shape = t.shape.clone().unwrap_or_default();
+                    let out_shape = tensors(m)[o as usize].shape.clone().unwrap_or_default();
+                    if !out_shape.is_empty() && out_shape != shape {
+                        // Put the ops back: the model is left as it was.
+                        kept.push(op);
+                        kept.extend(ops.map(|(_, op)| op));
+                        put_ops(m, kept);
+                        return Err(ConvertError::Unsupported(format!(
+                            "invalid model: DEQUANTIZE operator {k} turns tensor {i} of shape {shape:?} \
+                             into tensor {o} of shape {out_shape:?}"
+                        )));
+                    }
                     let b = add_buffer(m, f32_bytes(&v));
                     let out = &mut tensors_mut(m)[o as usize];
                     out.buffer = b;
                     out.type_ = TensorType::FLOAT32;
                     out.quantization = None;
+                    out.shape = Some(shape);
                     folded += 1;
                     continue;
                 }
@@ -256,7 +272,7 @@ pub fn fold_constant_dequantize(m: &mut ModelT) -> usize {
         kept.push(op);
     }
     put_ops(m, kept);
-    folded
+    Ok(folded)
 }
 
 /// A quantized constant (int8, uint8, int32) as real values.
@@ -403,4 +419,76 @@ pub fn consumers(m: &ModelT) -> HashMap<i32, Vec<usize>> {
         }
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An fp16 constant [2] behind a DEQUANTIZE whose output has `out_shape`.
+    fn fp16_behind_dequantize(out_shape: Option<Vec<i32>>) -> ModelT {
+        let mut m = ModelT {
+            version: 3,
+            buffers: Some(vec![BufferT::default()]),
+            subgraphs: Some(vec![SubGraphT::default()]),
+            ..Default::default()
+        };
+        let data = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|v| fp16::from_f32(*v).to_le_bytes())
+            .collect();
+        let b = add_buffer(&mut m, data);
+        let w = add_tensor(
+            &mut m,
+            TensorT {
+                name: Some("w".into()),
+                shape: Some(vec![2]),
+                type_: TensorType::FLOAT16,
+                buffer: b,
+                ..Default::default()
+            },
+        );
+        let o = add_tensor(
+            &mut m,
+            TensorT {
+                name: Some("w_f32".into()),
+                shape: out_shape,
+                ..Default::default()
+            },
+        );
+        let code = opcode(&mut m, Op::DEQUANTIZE, 2);
+        let sg = &mut m.subgraphs.as_mut().unwrap()[0];
+        sg.operators = Some(vec![OperatorT {
+            opcode_index: code,
+            inputs: Some(vec![w]),
+            outputs: Some(vec![o]),
+            ..Default::default()
+        }]);
+        m
+    }
+
+    #[test]
+    fn folding_keeps_the_constant_consistent_with_its_shape() {
+        for shape in [Some(vec![2]), None, Some(vec![])] {
+            let mut m = fp16_behind_dequantize(shape.clone());
+            assert_eq!(fold_constant_dequantize(&mut m).unwrap(), 1, "{shape:?}");
+            let t = &tensors(&m)[1];
+            assert_eq!(t.shape.as_deref(), Some(&[2][..]));
+            assert_eq!(const_f32(&m, t).unwrap(), [1.5, -2.0]);
+            assert!(ops(&m).is_empty());
+        }
+        for shape in [vec![3], vec![-1], vec![1, 2]] {
+            let mut m = fp16_behind_dequantize(Some(shape.clone()));
+            let before = m.clone();
+            let e = fold_constant_dequantize(&mut m).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "unsupported model: invalid model: DEQUANTIZE operator 0 turns tensor 0 of shape [2] \
+                     into tensor 1 of shape {shape:?}"
+                )
+            );
+            assert_eq!(m, before, "the model is left as it was");
+        }
+    }
 }

@@ -40,6 +40,10 @@ pub enum ConvertError {
     Calibration(String),
     #[error(transparent)]
     Infer(#[from] InferError),
+    /// The safety net: what convert would write fails the checks its input
+    /// passed, so nothing is written.
+    #[error("the converted model fails validation, nothing written: {0}")]
+    InvalidOutput(ModelFileError),
 }
 
 /// Conversion mode.
@@ -137,7 +141,7 @@ pub fn convert(
         ..Default::default()
     };
     if opts.mode != Mode::Float32 {
-        let folded = graph::fold_constant_dequantize(&mut m);
+        let folded = graph::fold_constant_dequantize(&mut m)?;
         if folded > 0 {
             report.notes.push(format!(
                 "folded {folded} DEQUANTIZE ops of constants into float32 weights"
@@ -250,6 +254,8 @@ pub fn convert(
     drop(reference);
     graph::remove_unused(&mut m);
     let bytes = model_io::write_model(&mut m, model_io::Layout::Auto);
+    // Whatever we write must read back through the same checks.
+    crate::tflite::read_model(&bytes).map_err(ConvertError::InvalidOutput)?;
     report.output_bytes = bytes.len();
     report.size_ratio = input.len() as f64 / bytes.len().max(1) as f64;
     Ok(Converted { bytes, report })

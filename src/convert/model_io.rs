@@ -165,6 +165,7 @@ mod tests {
         let mut buffers = vec![BufferT::default()];
         let mut tensors = Vec::new();
         for (i, d) in data.into_iter().enumerate() {
+            let len = d.len() as i32;
             buffers.push(BufferT {
                 data: Some(d),
                 ..Default::default()
@@ -172,7 +173,8 @@ mod tests {
             tensors.push(TensorT {
                 name: Some(format!("t{i}")),
                 buffer: i as u32 + 1,
-                shape: Some(vec![1]),
+                shape: Some(vec![len]),
+                type_: schema::TensorType::UINT8,
                 ..Default::default()
             });
         }

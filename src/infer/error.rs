@@ -14,8 +14,9 @@ pub enum InferError {
     #[error("LiteRT call {call} failed: {message}")]
     Runtime { call: &'static str, message: String },
 
-    #[error("cannot read model {}: {cause}", .path.display())]
-    ModelRead { path: PathBuf, cause: std::io::Error },
+    /// The file is unreadable, not a regular file, too big or not a valid model.
+    #[error(transparent)]
+    ModelFile(#[from] crate::tflite::ModelReadError),
 
     #[error("invalid model {}: {reason}", .path.display())]
     ModelInvalid { path: PathBuf, reason: String },

@@ -5,6 +5,30 @@ use std::path::{Path, PathBuf};
 
 use super::error::InferError;
 
+/// Largest label file read: thousands of names are a few hundred KB.
+const MAX_LABELS_BYTES: u64 = 16 << 20;
+
+/// Reads a label file as UTF-8, refusing devices and FIFOs (which could
+/// block or never end) and files over [`MAX_LABELS_BYTES`].
+fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path)?;
+    if let Some(kind) = crate::tflite::model_file::file_kind(&meta) {
+        return Err(std::io::Error::other(format!("it is {kind}, not a regular file")));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_LABELS_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_LABELS_BYTES {
+        return Err(std::io::Error::other(format!(
+            "it is over the bound of {} MiB for label files",
+            MAX_LABELS_BYTES >> 20
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 /// Class id -> name. Ids the file does not name print as `class N`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Labels {
@@ -17,7 +41,7 @@ pub struct Labels {
 impl Labels {
     /// Reads and parses a label file.
     pub fn load(path: &Path) -> Result<Self, InferError> {
-        let text = std::fs::read_to_string(path).map_err(|cause| InferError::LabelsRead {
+        let text = read_bounded(path).map_err(|cause| InferError::LabelsRead {
             path: path.to_path_buf(),
             cause,
         })?;
@@ -34,6 +58,9 @@ impl Labels {
     /// starts with a number followed by whitespace and a name; otherwise each
     /// line (empty ones included, as they hold a place) is one name.
     pub fn parse(text: &str) -> Result<Self, (usize, String)> {
+        // Editors on Windows save UTF-8 with a BOM; it is no part of the
+        // first label (and would hide its id).
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
         let non_empty: Vec<(usize, &str)> = lines
             .iter()
@@ -193,6 +220,48 @@ mod tests {
         assert!(l.check_fits(90).is_ok());
         let err = l.check_fits(10).unwrap_err().to_string();
         assert!(err.contains("class id 17"), "{err}");
+    }
+
+    #[test]
+    fn a_leading_utf8_bom_is_ignored() {
+        let plain = Labels::parse("0  person\r\n1  bicycle\r\n").unwrap();
+        let bom = Labels::parse("\u{feff}0  person\r\n1  bicycle\r\n").unwrap();
+        assert_eq!(bom, plain);
+        assert!(bom.is_explicit());
+        assert_eq!(bom.name(0), "person");
+        let bom = Labels::parse("\u{feff}???\nBicycle\n").unwrap();
+        assert_eq!(bom.name(0), "???");
+        // Only a leading one: elsewhere it is part of a name.
+        let l = Labels::parse("a\n\u{feff}b\n").unwrap();
+        assert_eq!(l.name(1), "\u{feff}b");
+        assert!(Labels::parse("\u{feff}").is_err());
+    }
+
+    #[test]
+    fn devices_and_huge_files_are_not_read_as_labels() {
+        let e = Labels::load(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot read labels /dev/zero: it is a character device, not a regular file"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.txt");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_LABELS_BYTES + 1)
+            .unwrap();
+        let e = Labels::load(&big).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("over the bound of 16 MiB for label files"),
+            "{e}"
+        );
+        let latin1 = dir.path().join("latin1.txt");
+        std::fs::write(&latin1, b"caf\xe9\n").unwrap();
+        assert!(matches!(
+            Labels::load(&latin1),
+            Err(InferError::LabelsRead { .. })
+        ));
     }
 
     #[test]

@@ -114,16 +114,12 @@ unsafe impl Sync for Model {}
 impl Model {
     /// Reads, checks and loads a `.tflite` file.
     pub fn load(rt: &'static Runtime, path: &Path) -> Result<Arc<Model>, InferError> {
-        let bytes = std::fs::read(path).map_err(|cause| InferError::ModelRead {
-            path: path.to_path_buf(),
-            cause,
-        })?;
+        // Verify the file and flatbuffer ourselves first: LiteRT trusts its input.
+        let model_file::CheckedModel { bytes, info } = model_file::read_checked(path)?;
         let invalid = |reason: String| InferError::ModelInvalid {
             path: path.to_path_buf(),
             reason,
         };
-        // Verify the flatbuffer ourselves first: LiteRT trusts its input.
-        let info = model_file::read_model(&bytes).map_err(|e| invalid(e.to_string()))?;
         let (inputs, outputs) = specs(&info).map_err(invalid)?;
         let mut raw: lr::Model = std::ptr::null_mut();
         // SAFETY: `bytes` outlives `raw` (both owned by the returned Model).

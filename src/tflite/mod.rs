@@ -28,6 +28,6 @@ mod flexbuf;
 pub mod model_file;
 
 pub use model_file::{
-    read_model, ModelFile, ModelFileError, ModelInfo, OperatorInfo, PostProcessOptions, TensorInfo,
-    TensorType,
+    read_checked, read_model, CheckedModel, ModelFile, ModelFileError, ModelInfo, ModelReadError,
+    OperatorInfo, PostProcessOptions, TensorInfo, TensorType,
 };

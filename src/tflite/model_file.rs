@@ -13,11 +13,22 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
 
 use flatbuffers::{InvalidFlatbuffer, VerifierOptions};
 
 use super::flexbuf;
 use super::schema;
+
+/// Largest model file [`read_checked`] reads: edge models are tens of MB;
+/// anything far bigger is a mistake, and would be read whole into memory.
+pub const MAX_MODEL_FILE_BYTES: u64 = 512 << 20;
+
+/// Largest tensor a model may declare. A constant's size is also bounded by
+/// the file; this bounds activations, which LiteRT and the converter
+/// allocate from the shape alone.
+pub const MAX_TENSOR_BYTES: u64 = 256 << 20;
 
 /// Name of the custom op that ends SSD-style detection models.
 pub const DETECTION_POSTPROCESS: &str = "TFLite_Detection_PostProcess";
@@ -385,6 +396,118 @@ pub fn read_model(bytes: &[u8]) -> Result<ModelInfo, ModelFileError> {
     ModelFile::parse(bytes)?.info()
 }
 
+/// Why [`read_checked`] could not give a model.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelReadError {
+    #[error("cannot read model {}: {cause}", .path.display())]
+    Io { path: PathBuf, cause: io::Error },
+    /// A FIFO, device, directory or socket: reading it could block or
+    /// never end.
+    #[error("cannot read model {}: it is {kind}, not a regular file", .path.display())]
+    NotAFile { path: PathBuf, kind: &'static str },
+    #[error(
+        "cannot read model {}: it is {size} bytes, over the bound of {} MiB for model files",
+        .path.display(), MAX_MODEL_FILE_BYTES >> 20
+    )]
+    TooLarge { path: PathBuf, size: u64 },
+    #[error("invalid model {}: {cause}", .path.display())]
+    Invalid { path: PathBuf, cause: ModelFileError },
+}
+
+/// A model file read by [`read_checked`]: its bytes and what they hold.
+#[derive(Debug, Clone)]
+pub struct CheckedModel {
+    pub bytes: Vec<u8>,
+    pub info: ModelInfo,
+}
+
+/// Reads a model file the way every caller should: [`read_file_checked`],
+/// then the whole flatbuffer verified and every tensor checked
+/// ([`ModelFile::parse`]) and subgraph 0 summarised ([`ModelFile::info`]).
+pub fn read_checked(path: &Path) -> Result<CheckedModel, ModelReadError> {
+    let bytes = read_file_checked(path)?;
+    let info = read_model(&bytes).map_err(|cause| ModelReadError::Invalid {
+        path: path.to_path_buf(),
+        cause,
+    })?;
+    Ok(CheckedModel { bytes, info })
+}
+
+/// Reads a file that claims to be a model without trusting it: it must be
+/// a regular file (opened non-blocking, so a FIFO cannot hang us) of at
+/// most [`MAX_MODEL_FILE_BYTES`] whose first 8 bytes carry the `TFL3`
+/// identifier; only then is it read whole (and never past the bound,
+/// should it grow meanwhile). The flatbuffer itself is not verified.
+pub fn read_file_checked(path: &Path) -> Result<Vec<u8>, ModelReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let io_err = |cause| ModelReadError::Io {
+        path: path.to_path_buf(),
+        cause,
+    };
+    let check_type = |meta: &std::fs::Metadata| match file_kind(meta) {
+        Some(kind) => Err(ModelReadError::NotAFile {
+            path: path.to_path_buf(),
+            kind,
+        }),
+        None if meta.len() > MAX_MODEL_FILE_BYTES => Err(ModelReadError::TooLarge {
+            path: path.to_path_buf(),
+            size: meta.len(),
+        }),
+        None => Ok(()),
+    };
+    // By path first: opening a socket fails with an unhelpful errno.
+    check_type(&std::fs::metadata(path).map_err(io_err)?)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io_err)?;
+    // Again on what was opened: the path may have been swapped meanwhile.
+    let meta = file.metadata().map_err(io_err)?;
+    check_type(&meta)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    (&file).take(8).read_to_end(&mut bytes).map_err(io_err)?;
+    check_identifier(&bytes).map_err(|cause| ModelReadError::Invalid {
+        path: path.to_path_buf(),
+        cause,
+    })?;
+    (&file)
+        .take(MAX_MODEL_FILE_BYTES + 1 - bytes.len() as u64)
+        .read_to_end(&mut bytes)
+        .map_err(io_err)?;
+    if bytes.len() as u64 > MAX_MODEL_FILE_BYTES {
+        return Err(ModelReadError::TooLarge {
+            path: path.to_path_buf(),
+            size: bytes.len() as u64,
+        });
+    }
+    Ok(bytes)
+}
+
+/// What a non-regular file is, for errors; `None` for a regular file.
+pub fn file_kind(meta: &std::fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_file() {
+        None
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else {
+        Some("an unusual kind of file")
+    }
+}
+
 /// A verified model flatbuffer, borrowed from the file's bytes.
 #[derive(Clone, Copy)]
 pub struct ModelFile<'a> {
@@ -404,26 +527,115 @@ impl<'a> ModelFile<'a> {
     /// Checks the identifier and verifies the flatbuffer. Nothing is copied.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, ModelFileError> {
         let len = bytes.len();
-        if len == 0 {
-            return Err(ModelFileError::NotTflite("the input is empty".into()));
-        }
-        if len < 8 {
-            return Err(ModelFileError::NotTflite(format!(
-                "{len} bytes is too short for a flatbuffer header (8 bytes)"
-            )));
-        }
-        let ident = &bytes[4..8];
-        if ident != schema::MODEL_IDENTIFIER.as_bytes() {
-            return Err(ModelFileError::NotTflite(format!(
-                "file identifier is \"{}\", expected \"{}\"",
-                ident.escape_ascii(),
-                schema::MODEL_IDENTIFIER
-            )));
-        }
+        check_identifier(bytes)?;
         let opts = VerifierOptions::default();
         let model =
             flatbuffers::root_with_opts::<schema::Model>(&opts, bytes).map_err(|e| verify_error(&e, len))?;
-        Ok(ModelFile { bytes, model })
+        let file = ModelFile { bytes, model };
+        file.check_sizes()?;
+        Ok(file)
+    }
+
+    /// Checks every size the file states before anyone reads or allocates
+    /// by it: data stored after the flatbuffer lies within the file; every
+    /// tensor of every subgraph has non-negative dimensions (`-1`, dynamic,
+    /// only in the shape signature), a byte size computed with checked
+    /// multiplication and bounded by [`MAX_TENSOR_BYTES`], and, if it is a
+    /// constant, a buffer of exactly that many bytes.
+    fn check_sizes(&self) -> Result<(), ModelFileError> {
+        let corrupt = ModelFileError::Corrupt;
+        let buffers = self.model.buffers();
+        let num_buffers = buffers.map_or(0, |b| b.len());
+        // Data stored after the flatbuffer must be in the file: LiteRT
+        // reads it from the offsets without looking.
+        for (i, b) in buffers.into_iter().flatten().enumerate() {
+            if b.offset() > 1 {
+                external(self.bytes, b.offset(), b.size(), &format!("buffer {i}"))?;
+            }
+        }
+        for (s, sg) in self.model.subgraphs().into_iter().flatten().enumerate() {
+            for (k, op) in sg.operators().into_iter().flatten().enumerate() {
+                if op.custom_options().is_none() && op.large_custom_options_offset() > 1 {
+                    external(
+                        self.bytes,
+                        op.large_custom_options_offset(),
+                        op.large_custom_options_size(),
+                        &format!("custom options of operator {k} in subgraph {s}"),
+                    )?;
+                }
+            }
+        }
+        for (s, sg) in self.model.subgraphs().into_iter().flatten().enumerate() {
+            for (t, tensor) in sg.tensors().into_iter().flatten().enumerate() {
+                let name = tensor.name().unwrap_or_default();
+                let what = || format!("tensor {t} ({name}) of subgraph {s}");
+                let b = tensor.buffer() as usize;
+                let data_len = match buffers {
+                    Some(bufs) if b < num_buffers => {
+                        let buf = bufs.get(b);
+                        if buf.offset() > 1 {
+                            buf.size()
+                        } else {
+                            buf.data().map_or(0, |d| d.len() as u64)
+                        }
+                    }
+                    _ if b == 0 => 0,
+                    _ => {
+                        return Err(corrupt(format!(
+                            "{} refers to buffer {b}, but the model has {num_buffers}",
+                            what()
+                        )))
+                    }
+                };
+                let constant = b != 0 && data_len > 0;
+                let shape: Vec<i32> = tensor.shape().into_iter().flatten().collect();
+                let mut elements: Option<u64> = Some(1);
+                for (k, &d) in shape.iter().enumerate() {
+                    // LiteRT refuses -1 here too ("invalidly specified in
+                    // schema"): dynamic dimensions go in shape_signature.
+                    let Ok(dim) = u64::try_from(d) else {
+                        return Err(corrupt(format!(
+                            "dimension {k} of {} is {d} (shape {shape:?})",
+                            what()
+                        )));
+                    };
+                    elements = elements.and_then(|e| e.checked_mul(dim));
+                }
+                if let Some(sig) = tensor.shape_signature() {
+                    if let Some((k, d)) = sig.iter().enumerate().find(|(_, d)| *d < -1) {
+                        return Err(corrupt(format!(
+                            "dimension {k} of the shape signature of {} is {d}",
+                            what()
+                        )));
+                    }
+                }
+                let dtype = TensorType::from_schema(tensor.type_());
+                let bytes = elements.and_then(|e| match dtype {
+                    TensorType::Int4 => Some(e.div_ceil(2)),
+                    t => e.checked_mul(t.element_size().unwrap_or(1) as u64),
+                });
+                let bytes = match bytes {
+                    Some(n) if n <= MAX_TENSOR_BYTES => n,
+                    n => {
+                        return Err(corrupt(format!(
+                            "{} has shape {shape:?} of {dtype}: {}, over the bound of {} MiB per tensor",
+                            what(),
+                            n.map_or("more than 2^64 bytes".into(), |n| format!("{n} bytes")),
+                            MAX_TENSOR_BYTES >> 20
+                        )))
+                    }
+                };
+                let fixed = dtype.element_size().is_some() || dtype == TensorType::Int4;
+                if constant && fixed && tensor.sparsity().is_none() && data_len != bytes {
+                    return Err(corrupt(format!(
+                        "{} has shape {shape:?} of {dtype} ({bytes} bytes), but its buffer {b} holds {data_len} bytes",
+                        what()
+                    )));
+                }
+                check_quantization(tensor, &shape).map_err(|e| corrupt(format!("{}: {e}", what())))?;
+            }
+        }
+        Ok(())
     }
 
     /// The whole input.
@@ -594,6 +806,56 @@ impl<'a> ModelFile<'a> {
         };
         PostProcessOptions::parse(bytes, outputs).map_err(err)
     }
+}
+
+/// The `TFL3` identifier at bytes 4..8; enough to tell a model from
+/// anything else before reading a whole file.
+pub fn check_identifier(bytes: &[u8]) -> Result<(), ModelFileError> {
+    let len = bytes.len();
+    if len == 0 {
+        return Err(ModelFileError::NotTflite("the input is empty".into()));
+    }
+    if len < 8 {
+        return Err(ModelFileError::NotTflite(format!(
+            "{len} bytes is too short for a flatbuffer header (8 bytes)"
+        )));
+    }
+    let ident = &bytes[4..8];
+    if ident != schema::MODEL_IDENTIFIER.as_bytes() {
+        return Err(ModelFileError::NotTflite(format!(
+            "file identifier is \"{}\", expected \"{}\"",
+            ident.escape_ascii(),
+            schema::MODEL_IDENTIFIER
+        )));
+    }
+    Ok(())
+}
+
+/// Per-channel quantization must match the shape it indexes into (the
+/// converter and LiteRT index channels by it).
+fn check_quantization(tensor: schema::Tensor<'_>, shape: &[i32]) -> Result<(), String> {
+    let Some(q) = tensor.quantization() else {
+        return Ok(());
+    };
+    let scales = q.scale().map_or(0, |s| s.len());
+    let zero_points = q.zero_point().map_or(0, |z| z.len());
+    if zero_points > 1 && zero_points != scales {
+        return Err(format!("{zero_points} zero points for {scales} scales"));
+    }
+    if scales > 1 {
+        let qd = q.quantized_dimension();
+        let channels = usize::try_from(qd).ok().and_then(|d| shape.get(d));
+        match channels {
+            Some(&c) if c as usize == scales => {}
+            Some(&c) => {
+                return Err(format!(
+                    "{scales} per-channel scales, but dimension {qd} has {c} channels"
+                ))
+            }
+            None => return Err(format!("quantized dimension {qd} is outside the shape {shape:?}")),
+        }
+    }
+    Ok(())
 }
 
 /// `bytes[offset..offset + size]` for data stored after the flatbuffer.
@@ -900,6 +1162,144 @@ mod tests {
     }
 
     #[test]
+    fn shapes_are_checked_before_anything_is_sized_by_them() {
+        let with = |shape: &[i32], ty: schema::TensorType, buffer: u32| {
+            let mut m = tiny_model();
+            let t = &mut m.subgraphs.as_mut().unwrap()[0].tensors.as_mut().unwrap()[0];
+            t.shape = Some(shape.to_vec());
+            t.type_ = ty;
+            t.buffer = buffer;
+            t.quantization = None;
+            read_model(&pack(&m))
+        };
+        let u8_ = schema::TensorType::UINT8;
+        assert!(with(&[1, 2, 2, 3], u8_, 1).is_ok());
+        assert!(with(&[12], schema::TensorType::INT8, 1).is_ok());
+        assert!(with(&[3], schema::TensorType::FLOAT32, 1).is_ok());
+        // Dynamic (-1) belongs in the shape signature, as LiteRT insists.
+        let e = with(&[1, -1, 2, 3], u8_, 0).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "corrupt TFLite model: dimension 1 of tensor 0 (x) of subgraph 0 is -1 (shape [1, -1, 2, 3])"
+        );
+        assert!(with(&[1, -1, 2, 3], u8_, 1).is_err());
+        assert!(with(&[1, -2, 2, 3], u8_, 0).is_err());
+        assert!(with(&[i32::MIN], u8_, 0).is_err());
+        // The constant's buffer must hold exactly what the shape says.
+        let e = with(&[1, 4, 2, 3], u8_, 1).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("(24 bytes), but its buffer 1 holds 12 bytes"),
+            "{e}"
+        );
+        // Activations are bounded; products cannot overflow.
+        let e = with(&[1, 0x1000_0000, 2, 3], u8_, 0).unwrap_err();
+        assert!(
+            e.to_string().ends_with(
+                "[1, 268435456, 2, 3] of UINT8: 1610612736 bytes, over the bound of 256 MiB per tensor"
+            ),
+            "{e}"
+        );
+        let e = with(&[i32::MAX, i32::MAX, i32::MAX], schema::TensorType::FLOAT32, 0).unwrap_err();
+        assert!(e.to_string().contains("more than 2^64 bytes"), "{e}");
+        assert!(with(&[0x400_0000, 0], schema::TensorType::FLOAT32, 0).is_ok());
+        // A buffer that does not exist.
+        let e = with(&[1], u8_, 9).unwrap_err();
+        assert!(
+            e.to_string().ends_with("refers to buffer 9, but the model has 2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn per_channel_quantization_must_fit_the_shape() {
+        let with = |scales: usize, zero_points: usize, dim: i32| {
+            let mut m = tiny_model();
+            let t = &mut m.subgraphs.as_mut().unwrap()[0].tensors.as_mut().unwrap()[0];
+            t.quantization = Some(Box::new(QuantizationParametersT {
+                scale: Some(vec![0.5; scales]),
+                zero_point: Some(vec![0; zero_points]),
+                quantized_dimension: dim,
+                ..Default::default()
+            }));
+            read_model(&pack(&m))
+        };
+        assert!(with(3, 3, 3).is_ok());
+        assert!(with(2, 2, 1).is_ok());
+        assert!(with(1, 1, 0).is_ok());
+        assert!(with(3, 2, 3).is_err());
+        let e = with(3, 3, 1).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("3 per-channel scales, but dimension 1 has 2 channels"),
+            "{e}"
+        );
+        let e = with(3, 3, 7).unwrap_err();
+        assert!(e.to_string().contains("quantized dimension 7 is outside"), "{e}");
+        assert!(with(3, 3, -1).is_err());
+    }
+
+    #[test]
+    fn model_files_are_checked_before_they_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.tflite");
+        let bytes = pack(&tiny_model());
+        std::fs::write(&good, &bytes).unwrap();
+        let m = read_checked(&good).unwrap();
+        assert_eq!(m.bytes, bytes);
+        assert_eq!(m.info.tensors.len(), 1);
+
+        // Sparse: the size alone refuses it.
+        let big = dir.path().join("big.tflite");
+        let f = std::fs::File::create(&big).unwrap();
+        f.set_len(MAX_MODEL_FILE_BYTES + 1).unwrap();
+        let e = read_checked(&big).unwrap_err();
+        assert!(matches!(e, ModelReadError::TooLarge { size, .. } if size == MAX_MODEL_FILE_BYTES + 1));
+        assert!(
+            e.to_string()
+                .ends_with("it is 536870913 bytes, over the bound of 512 MiB for model files"),
+            "{e}"
+        );
+        // At the bound the header is read first.
+        f.set_len(MAX_MODEL_FILE_BYTES).unwrap();
+        let e = read_checked(&big).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ModelReadError::Invalid {
+                    cause: ModelFileError::NotTflite(_),
+                    ..
+                }
+            ),
+            "{e}"
+        );
+
+        let e = read_checked(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot read model /dev/zero: it is a character device, not a regular file"
+        );
+        let e = read_checked(dir.path()).unwrap_err();
+        assert!(
+            e.to_string().ends_with("it is a directory, not a regular file"),
+            "{e}"
+        );
+        let e = read_checked(&dir.path().join("missing")).unwrap_err();
+        assert!(matches!(e, ModelReadError::Io { .. }), "{e}");
+
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = read_checked(&fifo).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("it is a FIFO (named pipe), not a regular file"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn op_code_is_max_of_both_fields() {
         let mut m = tiny_model();
         m.operator_codes = Some(vec![
@@ -1081,7 +1481,9 @@ mod tests {
     /// Packs `m` with buffer 1's data stored after the flatbuffer, the way
     /// converters write models over 2 GB. Returns the file and the data.
     fn with_external_buffer(mut m: ModelT, offset_delta: i64) -> (Vec<u8>, Vec<u8>) {
-        let data: Vec<u8> = (0..=255).collect();
+        // As long as the data it replaces: the tensor's shape says so.
+        let len = m.buffers.as_ref().unwrap()[1].data.as_ref().unwrap().len();
+        let data: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
         let set = |m: &mut ModelT, offset: u64| {
             m.buffers.as_mut().unwrap()[1] = BufferT {
                 data: None,
@@ -1107,16 +1509,17 @@ mod tests {
         assert_eq!(file.buffer_data(1).unwrap(), &data[..]);
         assert!(file.info().is_ok());
 
+        // Data past the end is found when parsing, before anyone reads it.
         let (bytes, _) = with_external_buffer(tiny_model(), 1);
-        let file = ModelFile::parse(&bytes).unwrap();
-        let e = file.buffer_data(1).unwrap_err();
+        let e = ModelFile::parse(&bytes).unwrap_err();
         assert!(matches!(e, ModelFileError::Truncated(_)), "{e}");
+        assert!(e.to_string().contains("buffer 1 is stored at bytes"), "{e}");
         assert!(e.to_string().contains("past the end"), "{e}");
 
         // The whole file is needed: cutting it off is an error, not garbage.
         let (bytes, _) = with_external_buffer(tiny_model(), 0);
         let cut = &bytes[..bytes.len() - 1];
-        assert!(ModelFile::parse(cut).unwrap().buffer_data(1).is_err());
+        assert!(ModelFile::parse(cut).is_err());
     }
 
     #[test]

@@ -175,6 +175,158 @@ fn truncated_and_garbage_models_are_clear_errors() {
     assert!(out.stderr.contains("invalid model"), "{}", out.stderr);
 }
 
+/// Data memory a run that refuses its model before reading much of it may
+/// use (the damaged files claim gigabytes).
+const SMALL_MEMORY: u64 = 512 << 20;
+
+#[test]
+fn model_files_are_checked_before_they_are_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    // 3 GB, sparse: no disk used, and nothing may read it whole.
+    let big = dir.path().join("big.tflite");
+    std::fs::File::create(&big).unwrap().set_len(3 << 30).unwrap();
+    // Under the 512 MiB bound but not a model: the header says so.
+    let zeros = dir.path().join("zeros.tflite");
+    std::fs::File::create(&zeros).unwrap().set_len(400 << 20).unwrap();
+    let cases: [(&std::path::Path, &str); 4] = [
+        (
+            &big,
+            "it is 3221225472 bytes, over the bound of 512 MiB for model files",
+        ),
+        (&zeros, "not a TFLite model: file identifier is"),
+        (
+            std::path::Path::new("/dev/zero"),
+            "cannot read model /dev/zero: it is a character device, not a regular file",
+        ),
+        (dir.path(), "it is a directory, not a regular file"),
+    ];
+    for (path, message) in cases {
+        let out = common::run_with_memory_limit(
+            bin()
+                .arg("detect")
+                .arg("--model")
+                .arg(path)
+                .arg(common::photo("dog.jpg")),
+            SMALL_MEMORY,
+        );
+        assert_eq!(out.code, Some(1), "{}: {}", path.display(), out.stderr);
+        assert!(out.stderr.contains(message), "{}: {}", path.display(), out.stderr);
+    }
+}
+
+#[test]
+fn a_fifo_as_model_is_refused_without_waiting_for_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("model.tflite");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    for sub in ["detect", "convert"] {
+        let mut cmd = bin();
+        if sub == "detect" {
+            cmd.args(["detect", "--model"])
+                .arg(&fifo)
+                .arg(common::photo("dog.jpg"));
+        } else {
+            cmd.args(["convert", "--mode", "float16", "--input"])
+                .arg(&fifo)
+                .arg("--output")
+                .arg(dir.path().join("out.tflite"));
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A hang is a failure, not a stuck test run: no writer ever comes.
+        let exited = common::wait_until(std::time::Duration::from_secs(60), || {
+            child.try_wait().unwrap().is_some()
+        });
+        if !exited {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("{sub} hung on a FIFO as model");
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{sub}: {stderr}");
+        assert!(
+            stderr.contains("it is a FIFO (named pipe), not a regular file"),
+            "{sub}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn inflated_dimension_of_a_model_is_a_clear_error() {
+    // Dimension 512 of the Open Images model's first activation with one
+    // set to 0x10000000 (issue 19): refused before LiteRT sees it.
+    let bytes = std::fs::read(common::oidv4_model()).unwrap();
+    let (t, k) = common::damage::find_dim(&bytes, 512, false);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inflated.tflite");
+    std::fs::write(&path, common::damage::with_dim(&bytes, t, k, 0x1000_0000)).unwrap();
+    let out = common::run_with_memory_limit(
+        bin()
+            .arg("detect")
+            .arg("--model")
+            .arg(&path)
+            .arg("--labels")
+            .arg(common::oidv4_labels())
+            .arg(common::photo("dog.jpg")),
+        SMALL_MEMORY,
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("invalid model")
+            && out.stderr.contains(&format!("tensor {t} ("))
+            && out.stderr.contains("over the bound of 256 MiB per tensor"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_labels_file_with_a_utf8_bom_works() {
+    // The COCO labels as a Windows editor saves them: BOM and CRLF.
+    let text = std::fs::read_to_string(common::coco_labels()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bom = dir.path().join("labels.txt");
+    std::fs::write(&bom, format!("\u{feff}{}", text.replace('\n', "\r\n"))).unwrap();
+    let detect = |labels: &std::path::Path| {
+        run(bin()
+            .arg("detect")
+            .arg("--json")
+            .arg("--model")
+            .arg(common::coco_model())
+            .arg("--labels")
+            .arg(labels)
+            .arg(common::photo("dog.jpg"))
+            .arg(common::photo("person.jpg")))
+    };
+    let (with_bom, plain) = (detect(&bom), detect(&common::coco_labels()));
+    assert_eq!(with_bom.code, Some(0), "{}", with_bom.stderr);
+    assert!(
+        with_bom.stdout.contains("\"label\":\"person\""),
+        "{}",
+        with_bom.stdout
+    );
+    let labels = |out: &str| -> Vec<String> {
+        out.lines()
+            .flat_map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                v["detections"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| format!("{} {}", d["class_id"], d["label"]))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    assert_eq!(labels(&with_bom.stdout), labels(&plain.stdout));
+}
+
 #[test]
 fn labels_that_do_not_fit_are_named() {
     let out = run(bin()

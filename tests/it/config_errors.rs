@@ -89,6 +89,35 @@ fn missing_model_file_names_model_path() {
 }
 
 #[test]
+fn paths_of_the_wrong_kind_say_what_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = root().join("tests/photos/dog.jpg");
+    let cases = [
+        (
+            "[source]\nuri = \"mjpeg:/dev/zero\"\n".to_string(),
+            "source.uri: MJPEG file /dev/zero is a character device, not a regular file",
+        ),
+        (
+            format!("[source]\nuri = \"images:{}\"\n", photo.display()),
+            "is a regular file, not a directory",
+        ),
+        (
+            "[model]\npath = \"/dev/zero\"\n".to_string(),
+            "model.path: model file /dev/zero is a character device, not a regular file",
+        ),
+        (
+            format!("[model]\nlabels = \"{}\"\n", dir.path().display()),
+            "is a directory, not a regular file",
+        ),
+    ];
+    for (text, message) in cases {
+        let (_dir, file) = temp_config(&text);
+        let stderr = assert_fails(&check_config(&file), &file, &[message]);
+        assert!(!stderr.contains("not found"), "{stderr}");
+    }
+}
+
+#[test]
 fn unreadable_file_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("missing.toml");

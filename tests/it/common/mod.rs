@@ -2,6 +2,7 @@
 //! binary. Missing assets fail the test with a hint; they never skip it.
 
 pub mod daemon;
+pub mod damage;
 pub mod mjpeg;
 pub mod tiny_models;
 
@@ -101,6 +102,29 @@ pub fn run(cmd: &mut Command) -> Output {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Runs `cmd` like [`run`] with its data memory (heap, private writable
+/// mappings: `RLIMIT_DATA`) capped at `limit` bytes, so that reading or
+/// allocating what a damaged file claims fails the run instead of passing
+/// unnoticed. (Peak RSS from `wait4` cannot tell: a child spawned with
+/// vfork inherits the test process's high-water mark at exec.)
+pub fn run_with_memory_limit(cmd: &mut Command, limit: u64) -> Output {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            let rl = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_DATA, &rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    run(cmd.stdin(std::process::Stdio::null()))
 }
 
 /// Calls `f` every `every` until it returns `Some` (returned), or `None` once
