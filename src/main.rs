@@ -44,7 +44,7 @@ fn log_colours() -> bool {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(edgevision::infer::log_writer())
         .with_ansi(log_colours())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("EDGEVISION_LOG")

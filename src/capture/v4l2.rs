@@ -544,11 +544,14 @@ impl V4l2Source {
                 } else {
                     POLL_STEP.min(stall.saturating_sub(waiting_since.elapsed()))
                 };
-                let ready = o
-                    .stream
-                    .handle()
-                    .poll(libc::POLLIN, step.as_millis() as i32)
-                    .map_err(|e| io_unavailable(path, "capture failed", e))?;
+                // At least 1 ms: a 0 ms poll near the deadline would spin.
+                let ms = (step.as_millis() as i32).max(1);
+                let ready = match o.stream.handle().poll(libc::POLLIN, ms) {
+                    Ok(n) => n,
+                    // A signal (SIGHUP for a reload) is no capture failure.
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                    Err(e) => return Err(io_unavailable(path, "capture failed", e)),
+                };
                 if ready > 0 {
                     break;
                 }

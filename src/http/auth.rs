@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,9 @@ const CACHE_TTL: Duration = Duration::from_secs(300);
 const CACHE_MAX: usize = 64;
 /// Password checks at once; each holds one memory block.
 const CONCURRENT_VERIFICATIONS: usize = 2;
+/// Logins that may wait for a check slot; more get 503 at once, so a flood
+/// of wrong passwords cannot tie up every connection waiting.
+const MAX_WAITING: usize = 32;
 
 /// Shortest accepted bearer token: guessing 16 random characters is out of
 /// reach even without the failure limiter.
@@ -162,7 +166,11 @@ struct BasicUsers {
     verified: Mutex<HashMap<[u8; 32], Instant>>,
     salt: [u8; 16],
     digest: Argon2<'static>,
-    verifications: Semaphore,
+    /// Held by a check until its blocking task ends, even if the client
+    /// has gone: abandoned checks still count.
+    verifications: Arc<Semaphore>,
+    /// Logins waiting for a slot.
+    waiting: AtomicUsize,
     /// Argon2 working memory, one per verification slot, kept for reuse.
     memory: Mutex<Vec<Vec<Block>>>,
 }
@@ -190,7 +198,8 @@ impl Authenticator {
                     verified: Mutex::new(HashMap::new()),
                     salt,
                     digest: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
-                    verifications: Semaphore::new(CONCURRENT_VERIFICATIONS),
+                    verifications: Arc::new(Semaphore::new(CONCURRENT_VERIFICATIONS)),
+                    waiting: AtomicUsize::new(0),
                     memory: Mutex::new(Vec::new()),
                 }))
             }
@@ -218,30 +227,44 @@ pub(crate) async fn require(State(auth): State<Arc<Authenticator>>, req: Request
     let verdict = match &auth.mode {
         Mode::Open => return next.run(req).await,
         Mode::Basic(users) => match req.headers().get(header::AUTHORIZATION) {
+            // A header verified lately passes without a check, even from an
+            // address that others' failures have blocked.
+            Some(value) if users.cached(value) => Some((true, String::new())),
             Some(value) => match auth.failures.check(ip, Instant::now()) {
                 Err(wait) => return too_many(wait),
-                Ok(()) => Some(users.check(value).await),
+                Ok(()) => {
+                    // Counted before the check, so checks that are waiting
+                    // or abandoned count too; a success clears it.
+                    let failure = auth.failures.failed(ip, Instant::now());
+                    match users.check(value).await {
+                        Checked::Busy => return busy(),
+                        Checked::Valid => Some((true, String::new())),
+                        Checked::Invalid(user) => {
+                            log_failure(failure, ip, &user);
+                            Some((false, user))
+                        }
+                    }
+                }
             },
             None => None,
         },
         Mode::Bearer(token) => match bearer_given(&req) {
             Some(given) => match auth.failures.check(ip, Instant::now()) {
                 Err(wait) => return too_many(wait),
-                Ok(()) => Some((
-                    !token.is_empty() && constant_time_eq(given.as_bytes(), token),
-                    String::new(),
-                )),
+                Ok(()) => {
+                    let ok = !token.is_empty() && constant_time_eq(given.as_bytes(), token);
+                    if !ok {
+                        log_failure(auth.failures.failed(ip, Instant::now()), ip, "");
+                    }
+                    Some((ok, String::new()))
+                }
             },
             None => None,
         },
     };
-    match verdict {
-        Some((true, _)) => {
-            auth.failures.succeeded(ip);
-            return next.run(req).await;
-        }
-        Some((false, user)) => log_failure(&auth.failures, ip, &user),
-        None => {}
+    if let Some((true, _)) = verdict {
+        auth.failures.succeeded(ip);
+        return next.run(req).await;
     }
     let challenge = match auth.mode {
         Mode::Bearer(_) => BEARER_CHALLENGE,
@@ -258,15 +281,25 @@ pub(crate) async fn require(State(auth): State<Arc<Authenticator>>, req: Request
         .into_response()
 }
 
-/// Counts a failure; logs the first of a series and each block, not every
-/// attempt (a flood would otherwise flood the journal too).
-fn log_failure(failures: &FailureLimiter, ip: IpAddr, user: &str) {
+/// Too many logins already wait for a check.
+fn busy() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "1"), (header::CACHE_CONTROL, "no-store")],
+        "too many logins being checked; retry in 1 s\n",
+    )
+        .into_response()
+}
+
+/// Logs a counted failure: the first of a series and each block, not
+/// every attempt (a flood would otherwise flood the journal too).
+fn log_failure(failure: Failure, ip: IpAddr, user: &str) {
     let who = if user.is_empty() {
         String::new()
     } else {
         format!(" (user {user:?})")
     };
-    match failures.failed(ip, Instant::now()) {
+    match failure {
         Failure::First => tracing::warn!("http: failed login from {ip}{who}"),
         Failure::Counted => {}
         Failure::Blocked { failures, wait } => tracing::warn!(
@@ -289,41 +322,83 @@ fn too_many(wait: Duration) -> Response {
         .into_response()
 }
 
-impl BasicUsers {
-    /// Whether `value` holds valid credentials, and the user name it gave.
-    async fn check(self: &Arc<Self>, value: &HeaderValue) -> (bool, String) {
-        let key = self.digest_of(value.as_bytes());
-        let now = Instant::now();
-        if self
-            .verified
-            .lock()
-            .unwrap()
-            .get(&key)
-            .is_some_and(|until| *until > now)
-        {
-            return (true, String::new());
+/// One login waiting for a check slot; leaves the count when dropped,
+/// also when the client hangs up while waiting.
+struct Waiter<'a>(&'a AtomicUsize);
+
+impl<'a> Waiter<'a> {
+    fn join(waiting: &'a AtomicUsize) -> Option<Self> {
+        if waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
+            waiting.fetch_sub(1, Ordering::SeqCst);
+            return None;
         }
+        Some(Waiter(waiting))
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What a full password check found.
+enum Checked {
+    Valid,
+    /// Wrong password, unknown user or a malformed header (the user name
+    /// given, if any).
+    Invalid(String),
+    /// Not checked: too many logins wait already.
+    Busy,
+}
+
+impl BasicUsers {
+    /// Whether `value` was verified within [`CACHE_TTL`].
+    fn cached(&self, value: &HeaderValue) -> bool {
+        let key = self.digest_of(value.as_bytes());
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .is_some_and(|until| *until > Instant::now())
+    }
+
+    /// Checks the credentials in `value` on the bounded pool.
+    async fn check(self: &Arc<Self>, value: &HeaderValue) -> Checked {
         let Some((user, password)) = decode_basic(value.as_bytes()) else {
-            return (false, String::new());
+            return Checked::Invalid(String::new());
         };
-        let Ok(_slot) = self.verifications.acquire().await else {
-            return (false, user);
+        let Some(waiter) = Waiter::join(&self.waiting) else {
+            return Checked::Busy;
+        };
+        let slot = self.verifications.clone().acquire_owned().await;
+        drop(waiter);
+        let Ok(slot) = slot else {
+            return Checked::Invalid(user);
         };
         let users = self.clone();
         let name = user.clone();
-        let ok = tokio::task::spawn_blocking(move || users.verify(&name, &password))
-            .await
-            .unwrap_or(false);
-        if ok {
-            let mut verified = self.verified.lock().unwrap();
-            let now = Instant::now();
-            verified.retain(|_, until| *until > now);
-            if verified.len() >= CACHE_MAX {
-                verified.clear();
-            }
-            verified.insert(key, now + CACHE_TTL);
+        // The slot moves into the task: a client that hangs up does not
+        // free it while its check still runs.
+        let ok = tokio::task::spawn_blocking(move || {
+            let ok = users.verify(&name, &password);
+            drop(slot);
+            ok
+        })
+        .await
+        .unwrap_or(false);
+        if !ok {
+            return Checked::Invalid(user);
         }
-        (ok, user)
+        let key = self.digest_of(value.as_bytes());
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        verified.retain(|_, until| *until > now);
+        if verified.len() >= CACHE_MAX {
+            verified.clear();
+        }
+        verified.insert(key, now + CACHE_TTL);
+        Checked::Valid
     }
 
     fn digest_of(&self, value: &[u8]) -> [u8; 32] {
@@ -344,12 +419,20 @@ impl BasicUsers {
         };
         // The semaphore admits at most as many checks as there are blocks,
         // so a block is free unless one was lost to a panic: then make one.
-        let mut memory = self.memory.lock().unwrap().pop().unwrap_or_default();
+        let mut memory = self
+            .memory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default();
         if memory.len() < self.blocks {
             memory.resize(self.blocks, Block::default());
         }
         let ok = verifier.matches(password.as_bytes(), &mut memory);
-        self.memory.lock().unwrap().push(memory);
+        let mut pool = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < CONCURRENT_VERIFICATIONS {
+            pool.push(memory);
+        }
         ok && entry.is_some()
     }
 }

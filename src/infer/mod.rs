@@ -19,5 +19,6 @@ pub use error::InferError;
 pub use filter::FilterSettings;
 pub use labels::Labels;
 pub use preprocess::Normalization;
+pub use quiet::log_writer;
 pub use runtime::{Runtime, RuntimeSearch};
 pub use session::{DType, Model, Session, SessionOptions, TensorSpec};

@@ -9,6 +9,23 @@ use std::sync::Mutex;
 
 static CAPTURE: Mutex<()> = Mutex::new(());
 
+/// A writer for the log on a copy of file descriptor 2, made before any
+/// capture: while [`capture_stderr`] points fd 2 at a file (during a model
+/// load, or each inference after a failure), other threads' log lines
+/// still reach the real stderr instead of the capture.
+pub fn log_writer() -> tracing_subscriber::fmt::writer::BoxMakeWriter {
+    use std::os::fd::FromRawFd;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    // SAFETY: dup returns a new descriptor we own (or -1).
+    let fd = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3) };
+    if fd < 0 {
+        return BoxMakeWriter::new(std::io::stderr);
+    }
+    // SAFETY: `fd` is a fresh descriptor owned by nothing else.
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    BoxMakeWriter::new(Mutex::new(file))
+}
+
 /// Runs `f` with file descriptor 2 redirected to a temporary file; returns
 /// its result and what was written. If redirection is impossible, `f` runs
 /// with stderr untouched and the text is empty.

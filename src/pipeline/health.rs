@@ -23,7 +23,11 @@ impl InferenceHealth {
     /// A successful inference: healthy again.
     pub fn success(&self, hub: &Hub) {
         hub.set_inferred(true);
-        if self.in_a_row.swap(0, Ordering::Relaxed) >= FAILING_AFTER {
+        self.in_a_row.store(0, Ordering::Relaxed);
+        // Checked on the hub, not the count: with several workers a
+        // failure may set the flag just after another worker's success
+        // reset the count, and the next success must still clear it.
+        if hub.inference_failing() {
             hub.set_inference_failing(false);
             tracing::info!("inference works again: ready");
         }

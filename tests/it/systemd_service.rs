@@ -310,8 +310,10 @@ fn a_model_failing_every_inference_is_unready_unfed_counted_and_logged_sparingly
     assert_eq!(code, 200);
     assert_eq!(report["signal"], true, "{report}");
     assert_eq!(report["detections"].as_array().map(Vec::len), Some(0), "{report}");
-    let (code, body) = get(&d.addr, "/readyz");
-    assert_eq!(code, 503, "{}", String::from_utf8_lossy(&body));
+    // The flag is set just after the failure that made the count.
+    wait_for(10, "/readyz 503", || {
+        (get(&d.addr, "/readyz").0 == 503).then_some(())
+    });
 
     // Pings sent before the failures were counted are still queued: drain.
     while sock.recv(0.05).is_some() {}
@@ -341,7 +343,8 @@ fn a_model_failing_every_inference_is_unready_unfed_counted_and_logged_sparingly
         "edgevision_inference_errors_total",
     )
     .unwrap();
-    assert!(errors >= 30.0, "{errors} failures counted in 3 s at 20 fps");
+    // 20 fps for 3 s; a busy machine may run far fewer.
+    assert!(errors >= 2.0 * failing, "{errors} failures counted");
     let lines = d.log_lines("inference failed:");
     assert!(
         (1..=2).contains(&lines.len()),
