@@ -1,4 +1,4 @@
-//! Frame sources: V4L2 cameras and files, behind one trait.
+//! Frame sources: V4L2 cameras, files and HTTP MJPEG streams, behind one trait.
 //!
 //! A source fills a caller-owned [`Frame`] so its RGB buffer is reused from
 //! frame to frame. Errors say whether to skip the frame, reconnect, or stop.
@@ -85,6 +85,7 @@ pub trait Source: Send {
 // Concrete sources, the options they share, and the constructor.
 
 pub mod convert;
+pub mod http;
 pub mod images;
 pub mod jpeg;
 pub mod mjpeg;
@@ -176,7 +177,7 @@ pub struct SourceOptions {
     /// Image directories: how long each photo is shown (with `pan`, or when
     /// `fps` > 0). 0 = one frame per file.
     pub seconds_per_image: f32,
-    /// V4L2: no frame for this long means the camera has stalled
+    /// V4L2 and `http://`: no frame (no byte, for HTTP) for this long means the camera has stalled
     /// ([`CaptureError::Stalled`]); zero disables the timeout.
     pub stall_timeout: Duration,
     /// [`Resilient`]: the longest wait between reconnect attempts.
@@ -212,6 +213,7 @@ pub fn open_source(uri: &SourceUri, opts: &SourceOptions) -> Box<dyn Source> {
         SourceUri::V4l2(path) => Box::new(v4l2::V4l2Source::new(path.clone(), opts.clone())),
         SourceUri::Images(dir) => Box::new(images::ImageDirSource::new(dir.clone(), opts.clone())),
         SourceUri::Mjpeg(file) => Box::new(mjpeg::MjpegFileSource::new(file.clone(), opts.clone())),
+        SourceUri::Http(url) => Box::new(http::HttpMjpegSource::new(url.clone(), opts.clone())),
         SourceUri::Test => Box::new(test_pattern::TestPatternSource::new(opts.clone())),
     }
 }

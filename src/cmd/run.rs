@@ -20,7 +20,8 @@ pub struct Overrides {
     /// Config file (TOML); without it the built-in defaults apply.
     #[arg(long, short, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Frame source URI: v4l2:/dev/video0, images:DIR, mjpeg:FILE, test:
+    /// Frame source URI: v4l2:/dev/video0, images:DIR, mjpeg:FILE,
+    /// http://HOST:PORT/PATH (an MJPEG stream), test:
     #[arg(long, value_name = "URI")]
     pub source: Option<String>,
     /// The .tflite model.

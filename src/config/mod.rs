@@ -411,7 +411,7 @@ impl Config {
         };
         format!(
             "source {} {size}@{fps}fps, model {}, labels {}, listen {}, auth {}",
-            s.uri,
+            crate::capture::http::redact(&s.uri),
             self.model.path.display(),
             self.detector_settings()
                 .labels

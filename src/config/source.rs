@@ -10,8 +10,10 @@ use crate::capture::{PixelFormatPref, SourceUri, UriError};
 pub struct SourceConfig {
     /// Where frames come from ([`SourceUri`]): `v4l2:/dev/video0`, a bare
     /// `/dev/videoN` or `/dev/v4l/by-id/...` path, `images:DIR` (a directory
-    /// of JPEG/PNG photos), `mjpeg:FILE` (concatenated JPEGs) or `test:` (a
-    /// generated test pattern). Default `test:`.
+    /// of JPEG/PNG photos), `mjpeg:FILE` (concatenated JPEGs),
+    /// `http://[user:pass@]HOST[:PORT]/PATH` (an MJPEG stream; may hold
+    /// secrets, so log it only through [`crate::capture::http::redact`]) or
+    /// `test:` (a generated test pattern). Default `test:`.
     pub uri: String,
     /// Frame width in pixels: requested from cameras; file sources scale
     /// their frames to it. `0` (with `height = 0`) = native size. Default 640.
