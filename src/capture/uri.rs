@@ -18,6 +18,10 @@ pub enum SourceUri {
     Mjpeg(PathBuf),
     /// A multipart MJPEG stream over HTTP (IP cameras, another edgevision).
     Http(HttpUrl),
+    /// A command whose stdout carries MJPEG or raw frames (`sh -c`).
+    Exec(String),
+    /// A Raspberry Pi camera module, through `rpicam-vid`.
+    Rpicam(u32),
     /// A synthetic moving test pattern.
     Test,
 }
@@ -25,7 +29,8 @@ pub enum SourceUri {
 /// The forms [`SourceUri::from_str`] accepts, for error messages and help.
 pub const ACCEPTED_FORMS: &str = "v4l2:/dev/videoN (or a bare /dev/videoN or /dev/v4l/... path), \
                                   images:DIR, mjpeg:FILE, \
-                                  http://[user:pass@]HOST[:PORT]/PATH[?token=...] (an MJPEG stream), test:";
+                                  http://[user:pass@]HOST[:PORT]/PATH[?token=...] (an MJPEG stream), \
+                                  exec:COMMAND (MJPEG or raw frames on its stdout), rpicam:N (Raspberry Pi camera N), test:";
 
 /// A string that is not a source URI. `input` has its credentials redacted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,6 +72,19 @@ impl FromStr for SourceUri {
         if s_trim.starts_with("http://") {
             return HttpUrl::parse(s_trim).map(Self::Http).map_err(|e| err(&e));
         }
+        if let Some(rest) = s_trim.strip_prefix("exec:") {
+            let cmd = rest.trim();
+            if cmd.is_empty() {
+                return Err(err("the command is missing"));
+            }
+            return Ok(Self::Exec(cmd.to_string()));
+        }
+        if let Some(rest) = s_trim.strip_prefix("rpicam:") {
+            return rest
+                .parse::<u32>()
+                .map(Self::Rpicam)
+                .map_err(|_| err("rpicam: takes a camera number, e.g. rpicam:0"));
+        }
         if s_trim.starts_with("https://") {
             return Err(err(
                 "https:// is not supported yet (no TLS client built in): use http:// on a trusted network",
@@ -92,7 +110,10 @@ impl SourceUri {
     /// A camera that delivers at its own rate (not read on demand): frames
     /// not taken in time are dropped rather than backed up.
     pub fn is_live(&self) -> bool {
-        matches!(self, Self::V4l2(_) | Self::Http(_))
+        matches!(
+            self,
+            Self::V4l2(_) | Self::Http(_) | Self::Exec(_) | Self::Rpicam(_)
+        )
     }
 }
 
@@ -105,6 +126,8 @@ impl fmt::Display for SourceUri {
             Self::Images(p) => write!(f, "images:{}", p.display()),
             Self::Mjpeg(p) => write!(f, "mjpeg:{}", p.display()),
             Self::Http(u) => write!(f, "{u}"),
+            Self::Exec(c) => write!(f, "exec:{}", super::exec::redact_words(c)),
+            Self::Rpicam(n) => write!(f, "rpicam:{n}"),
             Self::Test => f.write_str("test:"),
         }
     }
@@ -177,6 +200,9 @@ mod tests {
             "mjpeg:",
             "v4l2:",
             "test:x",
+            "exec:",
+            "rpicam:",
+            "rpicam:cam",
             "photos/",
             "/tmp/x.mjpeg",
         ] {
@@ -198,6 +224,8 @@ mod tests {
             "images:tests/photos",
             "mjpeg:a.mjpeg",
             "http://cam:8080/stream.mjpg?fps=5",
+            "exec:ffmpeg -i x.mp4 -f mjpeg -",
+            "rpicam:1",
             "test:",
         ] {
             assert_eq!(parse(s).unwrap().to_string(), s);

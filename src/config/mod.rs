@@ -179,6 +179,9 @@ impl Config {
         if let Err(e) = s.parsed_uri() {
             return err("source.uri", e.to_string());
         }
+        if let Some(Err(e)) = s.check_layout() {
+            return err("source.uri", e);
+        }
         for (key, v) in [("source.width", s.width), ("source.height", s.height)] {
             if v > MAX_SIDE {
                 return err(key, format!("must be at most {MAX_SIDE}, not {v}"));
@@ -314,6 +317,9 @@ impl Config {
             if !rt.is_file() {
                 missing("runtime", rt, "LiteRT library")?;
             }
+        }
+        if let Some(Err(e)) = self.source.check_program() {
+            return Err(("source.uri".into(), e));
         }
         match self.source.parsed_uri() {
             Ok(SourceUri::Images(dir)) if !dir.is_dir() => missing("source.uri", &dir, "image directory")?,

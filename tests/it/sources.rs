@@ -152,3 +152,254 @@ fn https_and_a_malformed_http_uri_are_clear_config_errors() {
         assert!(!text.contains("hunter2"), "{text}");
     }
 }
+
+fn exec_config(uri: &str, extra: &str) -> String {
+    format!(
+        r#"
+[source]
+uri = "{uri}"
+stall_timeout = 1.0
+reconnect_max_backoff = 0.5
+{extra}
+
+[model]
+path = "{model}"
+labels = "{labels}"
+threads = 1
+"#,
+        model = common::coco_model().display(),
+        labels = common::coco_labels().display(),
+    )
+}
+
+/// Process ids (not zombies) whose process group is `pgid`, from /proc.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = rest.split(' ').collect();
+        if f[2].parse::<u32>() == Ok(pgid) && f[0] != "Z" {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// The pids of the commands the daemon logged as started.
+fn started_pids(d: &Daemon) -> Vec<u32> {
+    d.log_lines("started process ")
+        .iter()
+        .filter_map(|l| {
+            l.split("started process ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+#[test]
+fn exec_sources_that_fail_are_retried_with_clear_errors_and_leave_no_process() {
+    let cases = [
+        (
+            "exec:sleep 600 & while :; do echo garbage; sleep 0.1; done",
+            "no complete frame in",
+        ),
+        (
+            "exec:echo starting >&2; exit 4",
+            "the command ended: exit status: 4",
+        ),
+        ("exec:edgevision-no-such-command --x", "(command not found)"),
+    ];
+    for (uri, want) in cases {
+        let mut d = start(&exec_config(uri, ""));
+        wait_for(30, "two failed starts", || {
+            (started_pids(&d).len() >= 2).then_some(())
+        });
+        wait_for(10, "the error logged", || {
+            (!d.log_lines(want).is_empty()).then_some(())
+        });
+        assert_eq!(get(&d.addr, "/healthz").0, 200, "{uri}");
+        assert_eq!(get(&d.addr, "/readyz").0, 503, "{uri}");
+        assert_eq!(metric(&metrics(&d.addr), "edgevision_source_up"), Some(0.0));
+        if uri.contains("no-such-command") {
+            assert!(
+                !d.log_lines("edgevision-no-such-command: command not found on PATH")
+                    .is_empty(),
+                "the missing command is named at start"
+            );
+        }
+        if uri.contains("echo starting") {
+            assert!(!d.log_lines("stderr: starting").is_empty(), "stderr is logged");
+        }
+        // The garbage case runs a background `sleep 600` in the group.
+        let pids = started_pids(&d);
+        d.signal(libc::SIGTERM);
+        let status = d.wait_exit(10);
+        assert!(status.success(), "{uri}: {status:?}");
+        for pgid in pids {
+            assert_eq!(
+                group_members(pgid),
+                Vec::<u32>::new(),
+                "{uri}: group {pgid} left behind"
+            );
+        }
+    }
+}
+
+#[test]
+fn check_config_names_a_missing_command() {
+    for (uri, want) in [
+        (
+            "exec:edgevision-no-such-command -f mjpeg",
+            "edgevision-no-such-command: command not found on PATH",
+        ),
+        ("rpicam:0", "rpicam-vid: command not found on PATH"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("edgevision.toml");
+        std::fs::write(&cfg, exec_config(uri, "")).unwrap();
+        let out = common::run(
+            common::bin()
+                .arg("check-config")
+                .arg(&cfg)
+                .env("PATH", "/usr/bin:/bin"),
+        );
+        let text = format!("{}{}", out.stdout, out.stderr);
+        assert_ne!(out.code, Some(0), "{uri}: {text}");
+        assert!(
+            text.contains("source.uri") && text.contains(want),
+            "{uri}: {text}"
+        );
+    }
+}
+
+/// Runs ffmpeg (a test dependency, see scripts/deps), failing if it is missing.
+fn ffmpeg(args: &[&str]) {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg is needed (scripts/deps --test installs it)");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn rpicam_source_unpads_rpicam_vid_frames_and_finds_the_dog_where_it_is() {
+    let (w, h) = (600usize, 450usize);
+    let tmp = tempfile::tempdir().unwrap();
+    let dog = common::photo("dog.jpg");
+    let scaled = tmp.path().join("dog600.png");
+    let raw = tmp.path().join("dog600.yuv");
+    let dog_arg = dog.to_str().unwrap();
+    ffmpeg(&["-i", dog_arg, "-vf", "scale=600:450", scaled.to_str().unwrap()]);
+    ffmpeg(&[
+        "-i",
+        dog_arg,
+        "-vf",
+        "scale=600:450",
+        "-pix_fmt",
+        "yuv420p",
+        "-f",
+        "rawvideo",
+        raw.to_str().unwrap(),
+    ]);
+    let packed = std::fs::read(&raw).unwrap();
+    assert_eq!(packed.len(), w * h * 3 / 2);
+    // Re-pad as rpicam-vid writes it: luma rows 640 bytes, chroma 320.
+    let (ys, cs) = (640usize, 320usize);
+    let mut padded = Vec::new();
+    let (y, rest) = packed.split_at(w * h);
+    let (u, v) = rest.split_at(w * h / 4);
+    for (plane, width, stride) in [(y, w, ys), (u, w / 2, cs), (v, w / 2, cs)] {
+        for row in plane.chunks(width) {
+            padded.extend_from_slice(row);
+            padded.resize(padded.len() + stride - width, 0x80);
+        }
+    }
+    assert_eq!(padded.len(), ys * h + 2 * cs * h / 2);
+    let frame = tmp.path().join("frame.yuv");
+    std::fs::write(&frame, &padded).unwrap();
+    let bin_dir = tmp.path().join("bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    let script = bin_dir.join("rpicam-vid");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             # Stand-in for rpicam-vid: checks its arguments, then writes padded yuv420 frames.\n\
+             want='-t 0 -n --codec yuv420 --width 600 --height 450 --framerate 5 --camera 0 -o -'\n\
+             if [ \"$*\" != \"$want\" ]; then echo \"rpicam-vid stand-in: unexpected arguments: $*\" >&2; exit 2; fi\n\
+             while :; do cat '{}' || exit 1; sleep 0.2; done\n",
+            frame.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let d = common::daemon::start_with_env(
+        &exec_config("rpicam:0", "width = 600\nheight = 450\nfps = 5.0"),
+        &[("PATH", path.as_str())],
+    );
+    let report: serde_json::Value = wait_for(60, "the dog from the rpicam stand-in", || {
+        let (code, body) = get(&d.addr, "/api/detections");
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        (code == 200 && String::from_utf8_lossy(&body).contains("\"dog\"")).then_some(v)
+    });
+    assert!(
+        d.log_lines("unexpected arguments").is_empty(),
+        "{:?}",
+        d.log_lines("unexpected")
+    );
+    let got = report["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["label"] == "dog")
+        .map(|x| common::json_box(&x["box"]))
+        .unwrap();
+
+    let out = common::run(
+        common::bin()
+            .args(["detect", "--json", "--model"])
+            .arg(common::coco_model())
+            .arg("--labels")
+            .arg(common::coco_labels())
+            .arg(&scaled),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let want: serde_json::Value = serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
+    let want = want["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["label"] == "dog")
+        .map(|x| common::json_box(&x["box"]))
+        .unwrap();
+    // Within 3 % of the frame: a wrong stride would shear the picture and
+    // lose or move the dog.
+    for (g, e) in got.iter().zip(&want) {
+        assert!(
+            (g - e).abs() < 0.03 * w as f64,
+            "daemon {got:?} vs detect {want:?}"
+        );
+    }
+}
