@@ -403,3 +403,42 @@ fn rpicam_source_unpads_rpicam_vid_frames_and_finds_the_dog_where_it_is() {
         );
     }
 }
+
+#[test]
+fn exec_mjpeg_source_finds_the_dog_and_a_reload_kills_the_old_command() {
+    let dog = common::photo("dog.jpg");
+    let looped = |pause: &str| format!("exec:while :; do cat '{}'; sleep {pause}; done", dog.display());
+    let mut d = start(&exec_config(&looped("0.2"), ""));
+    wait_for(60, "the dog from the command's MJPEG", || {
+        let (code, body) = get(&d.addr, "/api/detections");
+        (code == 200 && String::from_utf8_lossy(&body).contains("\"dog\"")).then_some(())
+    });
+    let first = started_pids(&d);
+    assert_eq!(first.len(), 1, "started once: {first:?}");
+    assert!(!group_members(first[0]).is_empty(), "the command runs");
+
+    // A new command on reload: the old one's whole group is gone.
+    std::fs::write(&d.config, exec_config(&looped("0.25"), "")).unwrap();
+    d.signal(libc::SIGHUP);
+    let pids = wait_for(30, "the new command started", || {
+        let p = started_pids(&d);
+        (p.len() >= 2).then_some(p)
+    });
+    assert_eq!(
+        group_members(first[0]),
+        Vec::<u32>::new(),
+        "the old command was left running"
+    );
+    wait_for(30, "ready with the new command", || {
+        (get(&d.addr, "/readyz").0 == 200).then_some(())
+    });
+    let last = *pids.last().unwrap();
+    assert!(!group_members(last).is_empty());
+    d.signal(libc::SIGTERM);
+    assert!(d.wait_exit(10).success());
+    assert_eq!(
+        group_members(last),
+        Vec::<u32>::new(),
+        "the command outlived the daemon"
+    );
+}
