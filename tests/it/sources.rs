@@ -134,6 +134,22 @@ fn http_source_reads_another_edgevision_and_survives_its_restart() {
 }
 
 #[test]
+fn check_config_shows_an_http_source_without_its_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("edgevision.toml");
+    let uri = format!("http://admin:hunter2@127.0.0.1:9/stream.mjpg?token={TOKEN}");
+    std::fs::write(&cfg, viewer_config(&uri)).unwrap();
+    let out = common::run(common::bin().arg("check-config").arg(&cfg));
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert_eq!(out.code, Some(0), "{text}");
+    assert!(
+        text.contains("http://***@127.0.0.1:9/stream.mjpg?token=***"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2") && !text.contains(TOKEN), "{text}");
+}
+
+#[test]
 fn https_and_a_malformed_http_uri_are_clear_config_errors() {
     for (uri, want) in [
         ("https://cam/video", "https:// is not supported yet"),
