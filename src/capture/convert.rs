@@ -216,8 +216,22 @@ pub fn i420_to_rgb(
         let y_row = &y_plane[row * ys..row * ys + w];
         let c0 = (row / 2) * cs;
         let (u_row, v_row) = (&u_plane[c0..c0 + cw], &v_plane[c0..c0 + cw]);
-        for (x, d) in dst_row.chunks_exact_mut(3).enumerate() {
-            yuv_px(y_row[x], chroma(u_row[x / 2], v_row[x / 2]), d);
+        // Two pixels share one chroma pair.
+        let full = w / 2;
+        for (((ys, &u), &v), d) in y_row
+            .chunks_exact(2)
+            .zip(u_row)
+            .zip(v_row)
+            .zip(dst_row.chunks_exact_mut(6))
+            .take(full)
+        {
+            let c = chroma(u, v);
+            yuv_px(ys[0], c, &mut d[0..3]);
+            yuv_px(ys[1], c, &mut d[3..6]);
+        }
+        if w % 2 == 1 {
+            let c = chroma(u_row[full], v_row[full]);
+            yuv_px(y_row[w - 1], c, &mut dst_row[full * 6..full * 6 + 3]);
         }
     }
     Ok(())

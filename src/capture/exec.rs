@@ -647,7 +647,25 @@ mod tests {
         convert::i420_to_rgb(&packed, w, h, 0, 0, &mut a).unwrap();
         convert::i420_to_rgb(&padded, w, h, ys, cs, &mut b).unwrap();
         assert_eq!(a, b);
-        assert_eq!(&a[..3], &convert::yuv_to_rgb_pixel(y[0], u[0], v[0]));
+        for (i, px) in a.chunks(3).enumerate() {
+            let (x, r) = (i % w as usize, i / w as usize);
+            let c = (r / 2) * cw + x / 2;
+            assert_eq!(px, convert::yuv_to_rgb_pixel(y[i], u[c], v[c]), "pixel {x},{r}");
+        }
+        // An odd width: the last column has a chroma pair of its own.
+        let odd: Vec<u8> = (0..7 * 3 + 2 * 4 * 2).map(|i| (i * 11 % 256) as u8).collect();
+        let mut o = vec![0u8; 7 * 3 * 3];
+        convert::i420_to_rgb(&odd, 7, 3, 0, 0, &mut o).unwrap();
+        let (oy, ou, ov) = (&odd[..21], &odd[21..29], &odd[29..]);
+        for (i, px) in o.chunks(3).enumerate() {
+            let (x, r) = (i % 7, i / 7);
+            let c = (r / 2) * 4 + x / 2;
+            assert_eq!(
+                px,
+                convert::yuv_to_rgb_pixel(oy[i], ou[c], ov[c]),
+                "pixel {x},{r}"
+            );
+        }
         // Read as if packed, the padded frame is sheared: the test can fail.
         convert::i420_to_rgb(&padded, w, h, 0, 0, &mut b).unwrap();
         assert_ne!(a, b);
