@@ -180,6 +180,71 @@ pub fn nv12_to_rgb(
     Ok(())
 }
 
+/// I420 (YUV 4:2:0 planar: a Y plane, then U, then V at half resolution)
+/// to RGB. `y_stride` and `c_stride` are the row strides of the luma and
+/// chroma planes (0 = tightly packed); each plane holds `height` (chroma:
+/// `ceil(height / 2)`) rows of its stride, and the planes follow one
+/// another. Padding at the ends of rows (rpicam-vid aligns rows to 64
+/// bytes) is skipped.
+pub fn i420_to_rgb(
+    src: &[u8],
+    width: u32,
+    height: u32,
+    y_stride: usize,
+    c_stride: usize,
+    dst: &mut [u8],
+) -> Result<(), ConvertError> {
+    let w = width as usize;
+    let h = height as usize;
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    let ys = if y_stride == 0 { w } else { y_stride };
+    let cs = if c_stride == 0 { cw } else { c_stride };
+    if ys < w || cs < cw {
+        return Err(ConvertError(format!(
+            "I420: strides {ys}/{cs} are less than a row of {width} pixels"
+        )));
+    }
+    let need = i420_frame_len(width, height, ys, cs);
+    check(&format!("I420 {width}x{height} frame"), src.len(), need)?;
+    check("RGB output buffer", dst.len(), w * h * 3)?;
+    if w == 0 {
+        return Ok(());
+    }
+    let (y_plane, rest) = src.split_at(ys * h);
+    let (u_plane, v_plane) = rest.split_at(cs * ch);
+    for (row, dst_row) in dst.chunks_exact_mut(w * 3).take(h).enumerate() {
+        let y_row = &y_plane[row * ys..row * ys + w];
+        let c0 = (row / 2) * cs;
+        let (u_row, v_row) = (&u_plane[c0..c0 + cw], &v_plane[c0..c0 + cw]);
+        // Two pixels share one chroma pair.
+        let full = w / 2;
+        for (((ys, &u), &v), d) in y_row
+            .chunks_exact(2)
+            .zip(u_row)
+            .zip(v_row)
+            .zip(dst_row.chunks_exact_mut(6))
+            .take(full)
+        {
+            let c = chroma(u, v);
+            yuv_px(ys[0], c, &mut d[0..3]);
+            yuv_px(ys[1], c, &mut d[3..6]);
+        }
+        if w % 2 == 1 {
+            let c = chroma(u_row[full], v_row[full]);
+            yuv_px(y_row[w - 1], c, &mut dst_row[full * 6..full * 6 + 3]);
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of one I420 frame with these strides (see [`i420_to_rgb`]).
+pub fn i420_frame_len(width: u32, height: u32, y_stride: usize, c_stride: usize) -> usize {
+    let w = width as usize;
+    let ys = if y_stride == 0 { w } else { y_stride };
+    let cs = if c_stride == 0 { w.div_ceil(2) } else { c_stride };
+    ys * height as usize + 2 * cs * (height as usize).div_ceil(2)
+}
+
 /// GREY (8-bit full-range luma) to RGB.
 pub fn grey_to_rgb(
     src: &[u8],

@@ -50,6 +50,32 @@ impl<R: Read> ByteReader<R> {
         }
     }
 
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
+    /// Fills `out` completely; `UnexpectedEof` if the stream ends first.
+    pub fn read_exact_into(&mut self, out: &mut [u8]) -> io::Result<()> {
+        let mut done = 0;
+        while done < out.len() {
+            if !self.fill()? {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the stream ended inside a frame",
+                ));
+            }
+            let take = (out.len() - done).min(self.len - self.pos);
+            out[done..done + take].copy_from_slice(&self.buf[self.pos..self.pos + take]);
+            self.pos += take;
+            done += take;
+        }
+        Ok(())
+    }
+
     /// Refills an empty buffer; false at end of stream.
     fn fill(&mut self) -> io::Result<bool> {
         if self.pos < self.len {

@@ -1,4 +1,4 @@
-//! Frame sources: V4L2 cameras and files, behind one trait.
+//! Frame sources: V4L2 cameras, files and HTTP MJPEG streams, behind one trait.
 //!
 //! A source fills a caller-owned [`Frame`] so its RGB buffer is reused from
 //! frame to frame. Errors say whether to skip the frame, reconnect, or stop.
@@ -85,6 +85,8 @@ pub trait Source: Send {
 // Concrete sources, the options they share, and the constructor.
 
 pub mod convert;
+pub mod exec;
+pub mod http;
 pub mod images;
 pub mod jpeg;
 pub mod mjpeg;
@@ -118,6 +120,10 @@ pub enum PixelFormatPref {
     Nv12,
     #[serde(alias = "gray")]
     Grey,
+    /// YUV 4:2:0 planar (`exec:` and `rpicam:` sources; V4L2 cameras fall
+    /// back to the order above).
+    #[serde(alias = "yuv420", alias = "yu12")]
+    I420,
 }
 
 impl std::str::FromStr for PixelFormatPref {
@@ -132,9 +138,10 @@ impl std::str::FromStr for PixelFormatPref {
             "bgr24" | "bgr3" => Self::Bgr24,
             "nv12" => Self::Nv12,
             "grey" | "gray" => Self::Grey,
+            "i420" | "yuv420" | "yu12" => Self::I420,
             other => {
                 return Err(format!(
-                    "unknown pixel format {other:?}: expected auto, mjpeg, yuyv, rgb24, bgr24, nv12 or grey"
+                    "unknown pixel format {other:?}: expected auto, mjpeg, yuyv, rgb24, bgr24, nv12, grey or i420"
                 ))
             }
         })
@@ -151,6 +158,7 @@ impl std::fmt::Display for PixelFormatPref {
             Self::Bgr24 => "bgr24",
             Self::Nv12 => "nv12",
             Self::Grey => "grey",
+            Self::I420 => "i420",
         })
     }
 }
@@ -169,14 +177,15 @@ pub struct SourceOptions {
     pub fps: f32,
     /// File sources: start over at the end instead of ending the stream.
     pub looping: bool,
-    /// V4L2: the pixel format to ask for.
+    /// V4L2: the pixel format to ask for. `exec:`: what the command writes
+    /// (auto = MJPEG; raw formats need `width` and `height`).
     pub format: PixelFormatPref,
     /// Image directories: slow pan/zoom over each photo so the stream moves.
     pub pan: bool,
     /// Image directories: how long each photo is shown (with `pan`, or when
     /// `fps` > 0). 0 = one frame per file.
     pub seconds_per_image: f32,
-    /// V4L2: no frame for this long means the camera has stalled
+    /// V4L2 and `http://`: no frame (no byte, for HTTP) for this long means the camera has stalled
     /// ([`CaptureError::Stalled`]); zero disables the timeout.
     pub stall_timeout: Duration,
     /// [`Resilient`]: the longest wait between reconnect attempts.
@@ -212,6 +221,12 @@ pub fn open_source(uri: &SourceUri, opts: &SourceOptions) -> Box<dyn Source> {
         SourceUri::V4l2(path) => Box::new(v4l2::V4l2Source::new(path.clone(), opts.clone())),
         SourceUri::Images(dir) => Box::new(images::ImageDirSource::new(dir.clone(), opts.clone())),
         SourceUri::Mjpeg(file) => Box::new(mjpeg::MjpegFileSource::new(file.clone(), opts.clone())),
+        SourceUri::Exec(cmd) => Box::new(exec::ExecSource::new(
+            exec::Program::Shell(cmd.clone()),
+            opts.clone(),
+        )),
+        SourceUri::Rpicam(n) => Box::new(exec::ExecSource::new(exec::Program::Rpicam(*n), opts.clone())),
+        SourceUri::Http(url) => Box::new(http::HttpMjpegSource::new(url.clone(), opts.clone())),
         SourceUri::Test => Box::new(test_pattern::TestPatternSource::new(opts.clone())),
     }
 }

@@ -186,6 +186,15 @@ impl Resilient {
                 self.last_error = Some(format!("corrupt frame: {m}"));
                 Event::Corrupt
             }
+            Err(_) if super::util::cancelled() => {
+                // Stopping cut the read short (a pipe or socket source):
+                // no loss to report. Down (not Idle): no reopen while stopping.
+                self.inner.close();
+                self.state = State::Down {
+                    retry_at: Instant::now(),
+                };
+                Event::Waiting
+            }
             Err(e) => {
                 self.inner.close();
                 self.failed(e, true)
@@ -357,6 +366,32 @@ mod tests {
             }
             assert!(t.elapsed() < limit, "gave up waiting; last event {ev:?}");
         }
+    }
+
+    #[test]
+    fn a_read_cut_short_by_stopping_is_not_a_loss() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("cam.mjpeg");
+        fs::write(&path, &test_jpegs(1)[0].0).unwrap();
+        let mut r = Resilient::for_uri(
+            &crate::capture::SourceUri::Mjpeg(path.clone()),
+            &SourceOptions {
+                fps: 0.0,
+                ..SourceOptions::default()
+            },
+        );
+        let mut frame = Frame::default();
+        assert_eq!(r.next(&mut frame), Event::Frame);
+        fs::remove_file(&path).unwrap();
+        // This test's own thread: the flag is thread-local.
+        crate::capture::set_cancel(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)));
+        assert_eq!(r.next(&mut frame), Event::Waiting);
+        assert!(!r.is_up());
+        assert_eq!(r.last_error(), None);
+        // Nor is the source reopened while stopping.
+        fs::write(&path, &test_jpegs(1)[0].0).unwrap();
+        assert_eq!(r.next(&mut frame), Event::Waiting);
+        assert!(!r.is_up());
     }
 
     #[test]

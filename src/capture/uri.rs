@@ -1,9 +1,11 @@
 //! Source URIs: `v4l2:/dev/video0` (or a bare `/dev/videoN`, `/dev/v4l/...`
-//! path), `images:DIR`, `mjpeg:FILE`, `test:`.
+//! path), `images:DIR`, `mjpeg:FILE`, `http://HOST[:PORT]/PATH`, `test:`.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+
+use super::http::{redact, HttpUrl};
 
 /// Where frames come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,15 +16,23 @@ pub enum SourceUri {
     Images(PathBuf),
     /// A file of concatenated JPEGs (`ffmpeg -f mjpeg` output).
     Mjpeg(PathBuf),
+    /// A multipart MJPEG stream over HTTP (IP cameras, another edgevision).
+    Http(HttpUrl),
+    /// A command whose stdout carries MJPEG or raw frames (`sh -c`).
+    Exec(String),
+    /// A Raspberry Pi camera module, through `rpicam-vid`.
+    Rpicam(u32),
     /// A synthetic moving test pattern.
     Test,
 }
 
 /// The forms [`SourceUri::from_str`] accepts, for error messages and help.
 pub const ACCEPTED_FORMS: &str = "v4l2:/dev/videoN (or a bare /dev/videoN or /dev/v4l/... path), \
-                                  images:DIR, mjpeg:FILE, test:";
+                                  images:DIR, mjpeg:FILE, \
+                                  http://[user:pass@]HOST[:PORT]/PATH[?token=...] (an MJPEG stream), \
+                                  exec:COMMAND (MJPEG or raw frames on its stdout), rpicam:N (Raspberry Pi camera N), test:";
 
-/// A string that is not a source URI.
+/// A string that is not a source URI. `input` has its credentials redacted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid source {input:?}: {reason}; accepted forms: {ACCEPTED_FORMS}")]
 pub struct UriError {
@@ -35,7 +45,7 @@ impl FromStr for SourceUri {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = |reason: &str| UriError {
-            input: s.to_string(),
+            input: redact(s),
             reason: reason.to_string(),
         };
         let s_trim = s.trim();
@@ -59,6 +69,27 @@ impl FromStr for SourceUri {
         if let Some(rest) = s_trim.strip_prefix("mjpeg:") {
             return path_of(rest, "the file").map(Self::Mjpeg);
         }
+        if s_trim.starts_with("http://") {
+            return HttpUrl::parse(s_trim).map(Self::Http).map_err(|e| err(&e));
+        }
+        if let Some(rest) = s_trim.strip_prefix("exec:") {
+            let cmd = rest.trim();
+            if cmd.is_empty() {
+                return Err(err("the command is missing"));
+            }
+            return Ok(Self::Exec(cmd.to_string()));
+        }
+        if let Some(rest) = s_trim.strip_prefix("rpicam:") {
+            return rest
+                .parse::<u32>()
+                .map(Self::Rpicam)
+                .map_err(|_| err("rpicam: takes a camera number, e.g. rpicam:0"));
+        }
+        if s_trim.starts_with("https://") {
+            return Err(err(
+                "https:// is not supported yet (no TLS client built in): use http:// on a trusted network",
+            ));
+        }
         if s_trim == "test:" || s_trim == "test" {
             return Ok(Self::Test);
         }
@@ -75,12 +106,28 @@ impl FromStr for SourceUri {
     }
 }
 
+impl SourceUri {
+    /// A camera that delivers at its own rate (not read on demand): frames
+    /// not taken in time are dropped rather than backed up.
+    pub fn is_live(&self) -> bool {
+        matches!(
+            self,
+            Self::V4l2(_) | Self::Http(_) | Self::Exec(_) | Self::Rpicam(_)
+        )
+    }
+}
+
+/// Safe to log and show: an `http://` URL's credentials are redacted, so
+/// that form does not parse back to the same credentials.
 impl fmt::Display for SourceUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::V4l2(p) => write!(f, "v4l2:{}", p.display()),
             Self::Images(p) => write!(f, "images:{}", p.display()),
             Self::Mjpeg(p) => write!(f, "mjpeg:{}", p.display()),
+            Self::Http(u) => write!(f, "{u}"),
+            Self::Exec(c) => write!(f, "exec:{}", super::exec::redact_words(c)),
+            Self::Rpicam(n) => write!(f, "rpicam:{n}"),
             Self::Test => f.write_str("test:"),
         }
     }
@@ -123,6 +170,25 @@ mod tests {
         );
         assert_eq!(parse("test:").unwrap(), SourceUri::Test);
         assert_eq!(parse(" test: ").unwrap(), SourceUri::Test);
+        match parse("http://u:p@cam:8080/stream.mjpg?token=abcdef").unwrap() {
+            SourceUri::Http(u) => {
+                assert_eq!((u.host.as_str(), u.port), ("cam", 8080));
+                assert_eq!(u.full(), "http://u:p@cam:8080/stream.mjpg?token=abcdef");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn http_credentials_are_redacted_in_display_and_errors() {
+        let uri = parse("http://admin:hunter2@cam/video?token=abcdef").unwrap();
+        assert_eq!(uri.to_string(), "http://***@cam/video?token=***");
+        let e = parse("http://admin:hunter2@cam:nope/?token=abcdef").unwrap_err();
+        let msg = e.to_string();
+        assert!(!msg.contains("hunter2") && !msg.contains("abcdef"), "{msg}");
+        assert!(msg.contains("not a port number"), "{msg}");
+        let e = parse("https://cam/video").unwrap_err().to_string();
+        assert!(e.contains("https:// is not supported yet"), "{e}");
     }
 
     #[test]
@@ -134,6 +200,9 @@ mod tests {
             "mjpeg:",
             "v4l2:",
             "test:x",
+            "exec:",
+            "rpicam:",
+            "rpicam:cam",
             "photos/",
             "/tmp/x.mjpeg",
         ] {
@@ -144,6 +213,7 @@ mod tests {
                 "{msg}"
             );
             assert!(msg.contains("test:") && msg.contains("mjpeg:FILE"), "{msg}");
+            assert!(msg.contains("http://"), "{msg}");
         }
     }
 
@@ -153,6 +223,9 @@ mod tests {
             "v4l2:/dev/video0",
             "images:tests/photos",
             "mjpeg:a.mjpeg",
+            "http://cam:8080/stream.mjpg?fps=5",
+            "exec:ffmpeg -i x.mp4 -f mjpeg -",
+            "rpicam:1",
             "test:",
         ] {
             assert_eq!(parse(s).unwrap().to_string(), s);

@@ -92,6 +92,8 @@ fn wanted(pref: PixelFormatPref) -> &'static [FourCC] {
         PixelFormatPref::Bgr24 => &[BGR3],
         PixelFormatPref::Nv12 => &[NV12],
         PixelFormatPref::Grey => &[GREY],
+        // Not converted from V4L2 (YU12): the fallback order applies.
+        PixelFormatPref::I420 => &[],
     }
 }
 

@@ -20,7 +20,8 @@ pub struct Overrides {
     /// Config file (TOML); without it the built-in defaults apply.
     #[arg(long, short, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Frame source URI: v4l2:/dev/video0, images:DIR, mjpeg:FILE, test:
+    /// Frame source URI: v4l2:/dev/video0, images:DIR, mjpeg:FILE,
+    /// http://HOST:PORT/PATH (an MJPEG stream), exec:COMMAND, rpicam:N, test:
     #[arg(long, value_name = "URI")]
     pub source: Option<String>,
     /// The .tflite model.
@@ -241,6 +242,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ),
     }
     tracing::info!("{}", cfg.summary());
+    if let Some(Err(e)) = cfg.source.check_program() {
+        // Like an unplugged camera: retried, so installing it later works.
+        tracing::error!("source.uri: {e}; retrying until it can be started");
+    }
     let settings = DaemonSettings {
         pipeline: pipeline_settings(&cfg)?,
         http: http_settings(&cfg),

@@ -179,6 +179,9 @@ impl Config {
         if let Err(e) = s.parsed_uri() {
             return err("source.uri", e.to_string());
         }
+        if let Some(Err(e)) = s.check_layout() {
+            return err("source.uri", e);
+        }
         for (key, v) in [("source.width", s.width), ("source.height", s.height)] {
             if v > MAX_SIDE {
                 return err(key, format!("must be at most {MAX_SIDE}, not {v}"));
@@ -327,6 +330,9 @@ impl Config {
         if let Some(rt) = &self.runtime {
             check("runtime", rt, "LiteRT library", false)?;
         }
+        if let Some(Err(e)) = self.source.check_program() {
+            return Err(("source.uri".into(), e));
+        }
         match self.source.parsed_uri() {
             Ok(SourceUri::Images(dir)) => check("source.uri", &dir, "image directory", true)?,
             Ok(SourceUri::Mjpeg(file)) => check("source.uri", &file, "MJPEG file", false)?,
@@ -423,7 +429,7 @@ impl Config {
         };
         format!(
             "source {} {size}@{fps}fps, model {}, labels {}, listen {}, auth {}",
-            s.uri,
+            crate::capture::http::redact(&s.uri),
             self.model.path.display(),
             self.detector_settings()
                 .labels

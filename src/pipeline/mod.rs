@@ -311,9 +311,10 @@ impl Pipeline {
         let source = capture::open_source(&settings.source, &source_opts);
         let cap_shared = shared.clone();
         let opts = settings.source_options.clone();
-        // Unpaced file sources are read on demand; cameras and paced sources
-        // keep their own clock and replace unprocessed frames.
-        let pull = opts.fps == 0.0 && !matches!(settings.source, SourceUri::V4l2(_));
+        // Unpaced file sources are read on demand; cameras (network ones
+        // too) and paced sources keep their own clock and replace
+        // unprocessed frames.
+        let pull = opts.fps == 0.0 && !settings.source.is_live();
         pipeline.spawn("capture".into(), move || {
             capture::set_cancel(cap_shared.stop.clone());
             slot::capture_loop(source, opts, pull, workers > 1, cap_shared)

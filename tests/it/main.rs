@@ -19,4 +19,5 @@ mod detect_models;
 mod hardening;
 mod http_hardening;
 mod http_server;
+mod sources;
 mod systemd_service;

@@ -130,7 +130,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "workers": layout.workers,
             "layout": layout,
             "cpu": cpu_info(),
-            "source": cfg.source.uri,
+            "source": crate::capture::http::redact(&cfg.source.uri),
             "model": cfg.model.path.display().to_string(),
         });
         if let (Some(r), Some(m)) = (report.as_object_mut(), result.as_object()) {
@@ -170,7 +170,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "workers": layout.workers,
         "layout": layout,
         "cpu": cpu_info(),
-        "source": cfg.source.uri,
+        "source": crate::capture::http::redact(&cfg.source.uri),
         "model": cfg.model.path.display().to_string(),
         "stage_ms": {
             "decode": mean(&timings, |t| t.decode),

@@ -66,11 +66,17 @@ pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Daemon {
 
 /// [`start`], with the command adjusted by `adjust` before it is spawned.
 pub fn start_with(config: &str, adjust: impl FnOnce(&mut Command)) -> Daemon {
+    start_listening(config, "127.0.0.1:0", adjust)
+}
+
+/// [`start_with`] on `listen` (e.g. the port of a daemon that was stopped,
+/// to start it again where its clients look for it).
+pub fn start_listening(config: &str, listen: &str, adjust: impl FnOnce(&mut Command)) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("edgevision.toml");
     std::fs::write(&cfg, config).unwrap();
     let mut cmd = super::bin();
-    cmd.args(["run", "--listen", "127.0.0.1:0", "--config"])
+    cmd.args(["run", "--listen", listen, "--config"])
         .arg(&cfg)
         .env("EDGEVISION_LOG", "info");
     adjust(&mut cmd);
