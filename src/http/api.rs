@@ -65,10 +65,19 @@ pub(crate) async fn detections(State(state): State<AppState>) -> Response {
 }
 
 pub(crate) async fn events(State(state): State<AppState>) -> Response {
+    let Ok(slot) = state.event_slots.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5"), (header::CACHE_CONTROL, "no-store")],
+            "too many event stream clients\n",
+        )
+            .into_response();
+    };
     let reports = EventPump {
         reports: state.hub.subscribe_reports(),
         stop: state.stop.subscribe(),
         first: true,
+        _slot: slot,
     };
     let sse = Sse::new(event_stream(reports))
         .keep_alive(KeepAlive::new().interval(SSE_KEEPALIVE).text("keepalive"));
@@ -79,6 +88,8 @@ struct EventPump {
     reports: watch::Receiver<Option<Arc<FrameReport>>>,
     stop: watch::Receiver<bool>,
     first: bool,
+    /// Freed when the client leaves (the stream is dropped).
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl EventPump {

@@ -139,6 +139,10 @@ impl fmt::Debug for Auth {
 pub(crate) struct AppState {
     pub(crate) hub: Arc<Hub>,
     pub(crate) stream_slots: Arc<Semaphore>,
+    /// `/api/events` streams, limited like `/stream.mjpg` (and apart from
+    /// it: the page opens one of each), so they cannot fill every
+    /// connection the server allows.
+    pub(crate) event_slots: Arc<Semaphore>,
     /// Becomes `true` on shutdown; long-lived streams end then.
     pub(crate) stop: Arc<watch::Sender<bool>>,
 }
@@ -157,6 +161,7 @@ fn build(hub: Arc<Hub>, settings: HttpSettings) -> (Router, Arc<watch::Sender<bo
     let state = AppState {
         hub,
         stream_slots: Arc::new(Semaphore::new(settings.max_clients)),
+        event_slots: Arc::new(Semaphore::new(settings.max_clients)),
         stop: stop.clone(),
     };
     let authenticator = Arc::new(auth::Authenticator::new(&settings.auth));

@@ -649,6 +649,28 @@ fn clients_beyond_max_clients_get_503() {
     second.next_part().unwrap();
 }
 
+/// `/api/events` streams are limited like MJPEG streams, apart from them:
+/// they cannot take every connection the server allows.
+#[test]
+fn event_streams_beyond_max_clients_get_503() {
+    let server = Server::start(settings(2, Duration::from_secs(5), Auth::None));
+    let _feeder = Feeder::start(server.hub.clone());
+    let open = || client().get(server.url("/api/events")).send().unwrap();
+    let (first, second) = (open(), open());
+    assert_eq!((first.status().as_u16(), second.status().as_u16()), (200, 200));
+    let third = raw_get(server.addr, "/api/events", "");
+    assert_eq!(third.status, 503);
+    assert!(third.header("retry-after").is_some());
+    // MJPEG streams have their own slots.
+    let mut mjpeg = Mjpeg::open(server.addr, "/stream.mjpg");
+    mjpeg.next_part().unwrap();
+    drop(first);
+    assert!(wait_until(Duration::from_secs(2), || {
+        raw_get(server.addr, "/api/events", "").status == 200
+    }));
+    drop(second);
+}
+
 fn phc(password: &str) -> String {
     let salt = SaltString::from_b64("ZWRnZXZpc2lvbnRlc3RzYWx0").unwrap();
     Argon2::default()
