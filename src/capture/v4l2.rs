@@ -368,7 +368,8 @@ struct Opened {
     stride: usize,
     /// CLOCK_MONOTONIC when the device was configured, in microseconds.
     opened_us: Option<i64>,
-    /// `next` was called once: the stream is on and may be polled.
+    /// STREAMON was done (with buffers 1.. queued): frames may be polled
+    /// for. Any error closes the device, and a reopened one starts over.
     streaming: bool,
 }
 
@@ -533,11 +534,29 @@ impl V4l2Source {
         let o = opened
             .as_mut()
             .ok_or_else(|| CaptureError::Unavailable(format!("{} is not open", path.display())))?;
-        if o.streaming {
+        if !o.streaming {
+            // Start the stream here rather than in v4l's first `next`, so
+            // that the first frame too is waited for in short polls: every
+            // buffer but 0 is queued, then STREAMON; `next` queues "the
+            // previous" buffer, index 0 at first, before it dequeues.
+            for i in 1..BUFFER_COUNT as usize {
+                if let Err(e) = CaptureStream::queue(&mut o.stream, i) {
+                    // A driver that gave fewer buffers: run with those.
+                    if i >= 2 {
+                        break;
+                    }
+                    return Err(io_unavailable(path, "cannot queue capture buffers", e));
+                }
+            }
+            o.stream
+                .start()
+                .map_err(|e| io_unavailable(path, "cannot start streaming", e))?;
+            o.streaming = true;
+        }
+        {
             // Wait in short polls, so that a stop is seen while the camera
             // sends nothing. (`v4l` queues the previous buffer again on
-            // each `next`, so its own poll timing out cannot be retried;
-            // and before the first `next` the stream is not started.)
+            // each `next`, so its own poll timing out cannot be retried.)
             let waiting_since = Instant::now();
             let stall = opts.stall_timeout.min(MAX_STALL_TIMEOUT);
             loop {
@@ -565,8 +584,6 @@ impl V4l2Source {
                 }
             }
         }
-        // Any error closes the device: a reopened one starts over.
-        o.streaming = true;
         let (buf, meta) = match CaptureStream::next(&mut o.stream) {
             Ok(x) => x,
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
