@@ -189,6 +189,16 @@ threads = 1
 }
 
 /// Process ids (not zombies) whose process group is `pgid`, from /proc.
+/// The group's members once gone, or those still there after 2 s: SIGKILL
+/// reaches members other than the reaped leader a moment later.
+fn group_gone(pgid: u32) -> Vec<u32> {
+    use std::time::Duration;
+    common::poll(Duration::from_secs(2), Duration::from_millis(20), || {
+        group_members(pgid).is_empty().then_some(())
+    });
+    group_members(pgid)
+}
+
 fn group_members(pgid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -263,7 +273,7 @@ fn exec_sources_that_fail_are_retried_with_clear_errors_and_leave_no_process() {
         assert!(status.success(), "{uri}: {status:?}");
         for pgid in pids {
             assert_eq!(
-                group_members(pgid),
+                group_gone(pgid),
                 Vec::<u32>::new(),
                 "{uri}: group {pgid} left behind"
             );
@@ -441,7 +451,7 @@ fn exec_mjpeg_source_finds_the_dog_and_a_reload_kills_the_old_command() {
         (p.len() >= 2).then_some(p)
     });
     assert_eq!(
-        group_members(first[0]),
+        group_gone(first[0]),
         Vec::<u32>::new(),
         "the old command was left running"
     );
@@ -453,7 +463,7 @@ fn exec_mjpeg_source_finds_the_dog_and_a_reload_kills_the_old_command() {
     d.signal(libc::SIGTERM);
     assert!(d.wait_exit(10).success());
     assert_eq!(
-        group_members(last),
+        group_gone(last),
         Vec::<u32>::new(),
         "the command outlived the daemon"
     );
