@@ -30,13 +30,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fast_image_resize::Resizer;
-
 use super::convert;
 use super::http::redact;
-use super::jpeg::JpegDecoder;
 use super::mjpeg::{next_jpeg, ByteReader};
-use super::util::{cancelled, decode_jpeg_frame, target_size};
+use super::util::{cancelled, JpegFrames};
 use super::{CaptureError, Frame, PixelFormatPref, Source, SourceOptions};
 
 /// Longest single wait on the pipe.
@@ -345,9 +342,7 @@ pub struct ExecSource {
     opts: SourceOptions,
     running: Option<Running>,
     buf: Vec<u8>,
-    decoded: Vec<u8>,
-    decoder: Option<JpegDecoder>,
-    resizer: Resizer,
+    frames: JpegFrames,
 }
 
 impl ExecSource {
@@ -357,9 +352,7 @@ impl ExecSource {
             opts,
             running: None,
             buf: Vec::new(),
-            decoded: Vec::new(),
-            decoder: None,
-            resizer: Resizer::new(),
+            frames: JpegFrames::default(),
         }
     }
 
@@ -517,18 +510,7 @@ impl Source for ExecSource {
         let start = Instant::now();
         match layout {
             Layout::Mjpeg => {
-                let dec = super::jpeg::get_or_create(&mut self.decoder)?;
-                let (want_w, want_h) = (self.opts.width, self.opts.height);
-                decode_jpeg_frame(
-                    dec,
-                    &mut self.resizer,
-                    &self.buf,
-                    &mut self.decoded,
-                    frame,
-                    self.opts.pass_jpeg,
-                    |w, h| target_size(want_w, want_h, w, h),
-                )
-                .map_err(CaptureError::Corrupt)?;
+                self.frames.decode(&self.buf, frame, &self.opts)?;
             }
             Layout::Raw {
                 format,

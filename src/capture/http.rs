@@ -27,10 +27,8 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use fast_image_resize::Resizer;
 
-use super::jpeg::JpegDecoder;
-use super::util::{cancelled, decode_jpeg_frame, target_size};
+use super::util::{cancelled, JpegFrames};
 use super::{CaptureError, Frame, Source, SourceOptions};
 
 /// One part (a JPEG) larger than this is taken to be garbage.
@@ -620,9 +618,7 @@ pub struct HttpMjpegSource {
     opts: SourceOptions,
     conn: Option<Connection>,
     jpeg: Vec<u8>,
-    decoded: Vec<u8>,
-    decoder: Option<JpegDecoder>,
-    resizer: Resizer,
+    frames: JpegFrames,
 }
 
 impl HttpMjpegSource {
@@ -632,9 +628,7 @@ impl HttpMjpegSource {
             opts,
             conn: None,
             jpeg: Vec::new(),
-            decoded: Vec::new(),
-            decoder: None,
-            resizer: Resizer::new(),
+            frames: JpegFrames::default(),
         }
     }
 
@@ -769,18 +763,7 @@ impl Source for HttpMjpegSource {
             Err(PartError::Io(e)) => return Err(self.io_error("reading", e)),
         }
         let start = Instant::now();
-        let dec = super::jpeg::get_or_create(&mut self.decoder)?;
-        let (want_w, want_h) = (self.opts.width, self.opts.height);
-        decode_jpeg_frame(
-            dec,
-            &mut self.resizer,
-            &self.jpeg,
-            &mut self.decoded,
-            frame,
-            self.opts.pass_jpeg,
-            |w, h| target_size(want_w, want_h, w, h),
-        )
-        .map_err(CaptureError::Corrupt)?;
+        self.frames.decode(&self.jpeg, frame, &self.opts)?;
         frame.decode_time = start.elapsed();
         frame.captured_at = Instant::now();
         Ok(())

@@ -22,10 +22,7 @@ use std::io::{self, Read};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use fast_image_resize::Resizer;
-
-use super::jpeg::JpegDecoder;
-use super::util::{decode_jpeg_frame, target_size, Pacer};
+use super::util::{JpegFrames, Pacer};
 use super::{CaptureError, Frame, Source, SourceOptions};
 
 /// A frame larger than this without an EOI is taken to be garbage.
@@ -258,9 +255,7 @@ pub struct MjpegFileSource {
     opts: SourceOptions,
     reader: Option<ByteReader<File>>,
     jpeg: Vec<u8>,
-    decoded: Vec<u8>,
-    decoder: Option<JpegDecoder>,
-    resizer: Resizer,
+    frames: JpegFrames,
     pacer: Pacer,
     /// JPEGs found since the file was last (re)opened from the start.
     frames_this_pass: u64,
@@ -274,9 +269,7 @@ impl MjpegFileSource {
             opts,
             reader: None,
             jpeg: Vec::new(),
-            decoded: Vec::new(),
-            decoder: None,
-            resizer: Resizer::new(),
+            frames: JpegFrames::default(),
             pacer,
             frames_this_pass: 0,
         }
@@ -369,18 +362,7 @@ impl Source for MjpegFileSource {
         self.pacer.wait();
         self.next_frame_data()?;
         let start = Instant::now();
-        let dec = super::jpeg::get_or_create(&mut self.decoder)?;
-        let (want_w, want_h) = (self.opts.width, self.opts.height);
-        decode_jpeg_frame(
-            dec,
-            &mut self.resizer,
-            &self.jpeg,
-            &mut self.decoded,
-            frame,
-            self.opts.pass_jpeg,
-            |w, h| target_size(want_w, want_h, w, h),
-        )
-        .map_err(CaptureError::Corrupt)?;
+        self.frames.decode(&self.jpeg, frame, &self.opts)?;
         frame.decode_time = start.elapsed();
         frame.captured_at = Instant::now();
         Ok(())
@@ -632,7 +614,7 @@ pub(crate) mod tests {
             .encode_image(&img)
             .unwrap();
         let mut out = Vec::new();
-        let mut dec = JpegDecoder::new().unwrap();
+        let mut dec = crate::capture::jpeg::JpegDecoder::new().unwrap();
         let full = |_, _| (0, 0);
         assert_eq!(dec.decode(&jpeg, &mut out, full).unwrap().width, 32);
         assert_eq!(out.len(), 32 * 16 * 3);

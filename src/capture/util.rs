@@ -124,6 +124,50 @@ pub(crate) fn target_size(want_w: u32, want_h: u32, sw: u32, sh: u32) -> (u32, u
     }
 }
 
+/// The JPEG decoding state of a source whose frames arrive as JPEGs in
+/// memory (MJPEG files, HTTP cameras, commands writing MJPEG): the decoder,
+/// the resizer and the buffer they reuse from frame to frame.
+pub(crate) struct JpegFrames {
+    decoder: Option<JpegDecoder>,
+    resizer: Resizer,
+    decoded: Vec<u8>,
+}
+
+impl Default for JpegFrames {
+    fn default() -> Self {
+        JpegFrames {
+            decoder: None,
+            resizer: Resizer::new(),
+            decoded: Vec::new(),
+        }
+    }
+}
+
+impl JpegFrames {
+    /// Decodes `jpeg` into `frame` at the size `opts` asks for, or keeps
+    /// it as it is with `opts.pass_jpeg` ([`decode_jpeg_frame`]).
+    pub fn decode(
+        &mut self,
+        jpeg: &[u8],
+        frame: &mut Frame,
+        opts: &super::SourceOptions,
+    ) -> Result<(), super::CaptureError> {
+        let dec = super::jpeg::get_or_create(&mut self.decoder)?;
+        let (want_w, want_h) = (opts.width, opts.height);
+        decode_jpeg_frame(
+            dec,
+            &mut self.resizer,
+            jpeg,
+            &mut self.decoded,
+            frame,
+            opts.pass_jpeg,
+            |w, h| target_size(want_w, want_h, w, h),
+        )
+        .map_err(super::CaptureError::Corrupt)?;
+        Ok(())
+    }
+}
+
 /// Decodes a JPEG into `frame` at the size `size(jpeg_w, jpeg_h)` returns,
 /// letterboxed when the aspect ratios differ. The decoder scales in the DCT
 /// domain down to what covers that size; the rest is a resize. `decoded` is
