@@ -465,17 +465,16 @@ impl Session {
             )
         };
         if !self.failing {
-            let status = invoke();
-            self.failing = rt.check(status, "LiteRtRunCompiledModel").is_err();
-            return rt.check(status, "LiteRtRunCompiledModel");
+            let result = rt.check(invoke(), "LiteRtRunCompiledModel");
+            self.failing = result.is_err();
+            return result;
         }
         // LiteRT prints a few lines of its own per failed run: after a
         // failure, runs go through the stderr capture (slower, and it holds
         // a process-wide lock) so a model failing on every frame does not
         // flood the log; its reason goes into the error instead.
         let (status, log) = super::quiet::capture_stderr(invoke);
-        self.failing = rt.check(status, "LiteRtRunCompiledModel").is_err();
-        rt.check(status, "LiteRtRunCompiledModel").map_err(|e| match e {
+        let result = rt.check(status, "LiteRtRunCompiledModel").map_err(|e| match e {
             InferError::Runtime { call, message } => {
                 let reason = super::quiet::error_lines(&log);
                 InferError::Runtime {
@@ -488,7 +487,9 @@ impl Session {
                 }
             }
             other => other,
-        })
+        });
+        self.failing = result.is_err();
+        result
     }
 }
 

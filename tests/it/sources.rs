@@ -395,13 +395,7 @@ fn rpicam_source_unpads_rpicam_vid_frames_and_finds_the_dog_where_it_is() {
         "{:?}",
         d.log_lines("unexpected")
     );
-    let got = report["detections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["label"] == "dog")
-        .map(|x| common::json_box(&x["box"]))
-        .unwrap();
+    let got = dog_box(&report);
 
     let out = common::run(
         common::bin()
@@ -413,13 +407,7 @@ fn rpicam_source_unpads_rpicam_vid_frames_and_finds_the_dog_where_it_is() {
     );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let want: serde_json::Value = serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
-    let want = want["detections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["label"] == "dog")
-        .map(|x| common::json_box(&x["box"]))
-        .unwrap();
+    let want = dog_box(&want);
     // Within 3 % of the frame: a wrong stride would shear the picture and
     // lose or move the dog.
     for (g, e) in got.iter().zip(&want) {
@@ -467,4 +455,11 @@ fn exec_mjpeg_source_finds_the_dog_and_a_reload_kills_the_old_command() {
         Vec::<u32>::new(),
         "the command outlived the daemon"
     );
+}
+
+/// The dog's box in a report (`/api/detections` or a `detect --json` line).
+fn dog_box(report: &serde_json::Value) -> Vec<f64> {
+    let dets = report["detections"].as_array().expect("detections");
+    let dog = dets.iter().find(|d| d["label"] == "dog").expect("a dog");
+    common::json_box(&dog["box"])
 }
