@@ -17,3 +17,4 @@ pub mod notify;
 pub mod pipeline;
 pub mod service;
 pub mod tflite;
+pub mod track;

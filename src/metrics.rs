@@ -27,6 +27,16 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub inference_workers: IntGauge,
     pub inference_threads: IntGauge,
+    pub objects: IntGaugeVec,
+    pub zone_objects: IntGaugeVec,
+    pub line_crossings: IntCounterVec,
+    pub object_events: IntCounterVec,
+    pub snapshots_written: IntCounter,
+    pub snapshots_dropped: IntCounter,
+    pub snapshot_errors: IntCounter,
+    pub webhook_sent: IntCounterVec,
+    pub webhook_failures: IntCounterVec,
+    pub webhook_dropped: IntCounterVec,
 }
 
 /// Buckets from 0.5 ms to 1 s: per-frame work on an edge CPU.
@@ -155,6 +165,63 @@ impl Metrics {
         for stage in STAGES {
             stage_seconds.with_label_values(&[stage]);
         }
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let objects = gauge_vec(
+            "edgevision_objects",
+            "Objects tracked now (confirmed tracks), by label.",
+            &["label"],
+        );
+        let zone_objects = gauge_vec(
+            "edgevision_zone_objects",
+            "Tracked objects in each zone now, by label.",
+            &["zone", "label"],
+        );
+        let line_crossings = counter_vec(
+            "edgevision_line_crossings_total",
+            "Tracked objects that crossed a line, by label and direction (forward: left to right of the line as drawn).",
+            &["line", "label", "direction"],
+        );
+        let object_events = counter_vec(
+            "edgevision_object_events_total",
+            "Object events published, by type (new, update, end) and label.",
+            &["type", "label"],
+        );
+        let snapshots_written = counter(
+            "edgevision_snapshots_written_total",
+            "Object pictures written to disk.",
+        );
+        let snapshots_dropped = counter(
+            "edgevision_snapshots_dropped_total",
+            "Object pictures not written because the writer was busy.",
+        );
+        let snapshot_errors = counter(
+            "edgevision_snapshot_errors_total",
+            "Object pictures that could not be written (disk full, read-only, missing directory).",
+        );
+        let webhook_sent = counter_vec(
+            "edgevision_webhook_sent_total",
+            "Object events delivered to a webhook.",
+            &["webhook"],
+        );
+        let webhook_failures = counter_vec(
+            "edgevision_webhook_failures_total",
+            "Webhook posts that failed (and are retried).",
+            &["webhook"],
+        );
+        let webhook_dropped = counter_vec(
+            "edgevision_webhook_dropped_total",
+            "Object events dropped from a full webhook queue (the oldest go first).",
+            &["webhook"],
+        );
         Metrics {
             registry,
             frames_captured,
@@ -173,6 +240,16 @@ impl Metrics {
             build_info,
             inference_workers,
             inference_threads,
+            objects,
+            zone_objects,
+            line_crossings,
+            object_events,
+            snapshots_written,
+            snapshots_dropped,
+            snapshot_errors,
+            webhook_sent,
+            webhook_failures,
+            webhook_dropped,
         }
     }
 

@@ -148,7 +148,7 @@ impl HttpUrl {
     }
 
     /// `Host:` header value.
-    fn host_header(&self) -> String {
+    pub(crate) fn host_header(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {

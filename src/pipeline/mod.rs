@@ -7,7 +7,7 @@
 //! takes the newest frame, runs (or skips) inference, draws, encodes the
 //! JPEG once and publishes it to the hub. Frame buffers are recycled.
 
-mod encode;
+pub(crate) mod encode;
 mod health;
 pub mod layout;
 mod slot;
