@@ -65,6 +65,8 @@ pub struct Hub {
     /// its frames on from here, so clients never see the numbers go back.
     last_seq: AtomicU64,
     pub metrics: Arc<Metrics>,
+    /// Tracked objects and their events.
+    pub events: crate::track::bus::EventBus,
 }
 
 impl Hub {
@@ -78,6 +80,7 @@ impl Hub {
             published: AtomicU64::new(0),
             last_seq: AtomicU64::new(0),
             metrics,
+            events: Default::default(),
         })
     }
 

@@ -150,6 +150,10 @@ pub fn pipeline_settings(cfg: &Config) -> anyhow::Result<PipelineSettings> {
         overlay: cfg.stream.overlay,
         annotate: cfg.stream.annotate,
         frame_limit: None,
+        tracking: cfg.tracking_settings(),
+        snapshots: cfg.snapshot_settings(),
+        webhooks: cfg.webhook_settings(),
+        recent_events: cfg.events.recent,
     })
 }
 

@@ -35,6 +35,7 @@ mod source;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod tracking;
 
 use std::path::{Path, PathBuf};
 
@@ -47,6 +48,7 @@ pub use http::{AuthConfig, AuthMode, HttpConfig, UserConfig};
 pub use model::ModelConfig;
 pub use source::SourceConfig;
 pub use stream::{Annotate, StreamConfig};
+pub use tracking::{EventsConfig, LineConfig, TrackingConfig, WebhookConfig, ZoneConfig};
 
 use crate::infer::ssd::SsdDecoder;
 use crate::infer::{DecodeSettings, DetectorSettings, Normalization, SessionOptions};
@@ -70,6 +72,16 @@ pub struct Config {
     pub stream: StreamConfig,
     /// `[http]`: the server and its authentication.
     pub http: HttpConfig,
+    /// `[tracking]`: how detections become objects.
+    pub tracking: TrackingConfig,
+    /// `[[zone]]`: named areas objects enter and leave.
+    pub zone: Vec<ZoneConfig>,
+    /// `[[line]]`: counting lines.
+    pub line: Vec<LineConfig>,
+    /// `[events]`: recent events and object pictures.
+    pub events: EventsConfig,
+    /// `[[webhook]]`: where object events are POSTed.
+    pub webhook: Vec<WebhookConfig>,
 }
 
 /// Largest frame side accepted.
@@ -286,7 +298,29 @@ impl Config {
         at_most("stream.client_timeout", st.client_timeout, MAX_SECONDS)?;
 
         // [http]
-        self.http.validate()
+        self.http.validate()?;
+
+        tracking::validate(
+            &self.tracking,
+            &self.zone,
+            &self.line,
+            &self.events,
+            &self.webhook,
+        )
+    }
+
+    /// The tracker, zones and lines ([`crate::track`]).
+    pub fn tracking_settings(&self) -> crate::track::TrackingSettings {
+        tracking::tracking_settings(&self.tracking, &self.zone, &self.line, &self.events)
+    }
+
+    /// Where object pictures go, if anywhere.
+    pub fn snapshot_settings(&self) -> Option<crate::track::snapshots::SnapshotSettings> {
+        tracking::snapshot_settings(&self.events)
+    }
+
+    pub fn webhook_settings(&self) -> Vec<crate::track::webhook::WebhookSettings> {
+        tracking::webhook_settings(&self.webhook)
     }
 
     /// Checks that the files the config names exist: `model.path`,

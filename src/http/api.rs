@@ -74,6 +74,7 @@ pub(crate) async fn events(State(state): State<AppState>) -> Response {
             .into_response();
     };
     let reports = EventPump {
+        objects: state.hub.events.subscribe(),
         reports: state.hub.subscribe_reports(),
         stop: state.stop.subscribe(),
         first: true,
@@ -85,6 +86,8 @@ pub(crate) async fn events(State(state): State<AppState>) -> Response {
 }
 
 struct EventPump {
+    /// Object events (`event: object`); a client that falls behind skips some.
+    objects: tokio::sync::broadcast::Receiver<Arc<crate::track::ObjectEvent>>,
     reports: watch::Receiver<Option<Arc<FrameReport>>>,
     stop: watch::Receiver<bool>,
     first: bool,
@@ -92,24 +95,35 @@ struct EventPump {
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
+enum Next {
+    Report(Arc<FrameReport>),
+    Object(Arc<crate::track::ObjectEvent>),
+}
+
 impl EventPump {
-    async fn next_report(&mut self) -> Option<Arc<FrameReport>> {
+    async fn next(&mut self) -> Option<Next> {
+        use tokio::sync::broadcast::error::RecvError;
         if *self.stop.borrow() {
             return None;
         }
         if std::mem::take(&mut self.first) {
             if let Some(report) = self.reports.borrow_and_update().clone() {
-                return Some(report);
+                return Some(Next::Report(report));
             }
         }
         loop {
             tokio::select! {
                 biased;
                 () = stopped(&mut self.stop) => return None,
+                ev = self.objects.recv() => match ev {
+                    Ok(ev) => return Some(Next::Object(ev)),
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return None,
+                },
                 changed = self.reports.changed() => {
                     changed.ok()?;
                     if let Some(report) = self.reports.borrow_and_update().clone() {
-                        return Some(report);
+                        return Some(Next::Report(report));
                     }
                 }
             }
@@ -117,20 +131,101 @@ impl EventPump {
     }
 }
 
-/// One event per report the client gets to see; a slow client skips some.
+/// One unnamed event per report the client gets to see (a slow client
+/// skips some), and an `object` event per object event.
 fn event_stream(pump: EventPump) -> impl Stream<Item = Result<Event, Infallible>> + Send {
     stream::unfold(pump, |mut pump| async move {
         loop {
-            let report = pump.next_report().await?;
-            match serde_json::to_string(&*report) {
-                Ok(json) => {
-                    let event = Event::default().id(report.frame.to_string()).data(json);
-                    return Some((Ok(event), pump));
-                }
-                Err(e) => tracing::warn!("http: report {} not serializable: {e}", report.frame),
+            match pump.next().await? {
+                Next::Report(report) => match serde_json::to_string(&*report) {
+                    Ok(json) => {
+                        let event = Event::default().id(report.frame.to_string()).data(json);
+                        return Some((Ok(event), pump));
+                    }
+                    Err(e) => tracing::warn!("http: report {} not serializable: {e}", report.frame),
+                },
+                Next::Object(ev) => match serde_json::to_string(&*ev) {
+                    Ok(json) => return Some((Ok(Event::default().event("object").data(json)), pump)),
+                    Err(e) => tracing::warn!("http: object event not serializable: {e}"),
+                },
             }
         }
     })
+}
+
+fn json_response(v: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(v) {
+        Ok(json) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            json,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!("http: not serializable: {e}");
+            (StatusCode::INTERNAL_SERVER_ERROR, "not serializable\n").into_response()
+        }
+    }
+}
+
+/// `GET /api/objects`: the objects tracked now.
+pub(crate) async fn objects(State(state): State<AppState>) -> Response {
+    let objects = state.hub.events.objects();
+    json_response(&serde_json::json!({ "objects": &*objects }))
+}
+
+#[derive(serde::Deserialize)]
+pub(crate) struct RecentQuery {
+    limit: Option<usize>,
+}
+
+/// Most events `/api/events/recent` returns at once.
+const RECENT_LIMIT: usize = 1000;
+
+/// `GET /api/events/recent?limit=N`: recently ended objects, newest first.
+pub(crate) async fn recent_events(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<RecentQuery>,
+) -> Response {
+    let limit = q.limit.unwrap_or(50).clamp(1, RECENT_LIMIT);
+    let events = state.hub.events.recent(limit);
+    let events: Vec<&crate::track::ObjectEvent> = events.iter().map(|e| &**e).collect();
+    json_response(&serde_json::json!({ "events": events }))
+}
+
+/// `GET /api/events/{id}/snapshot.jpg`: an object's best picture.
+pub(crate) async fn object_snapshot(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let not_found = || (StatusCode::NOT_FOUND, "no picture of that object\n").into_response();
+    let Ok(id) = id.parse::<u64>() else {
+        return not_found();
+    };
+    let path = state
+        .hub
+        .events
+        .snapshots
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&id)
+        .cloned();
+    let Some(path) = path else {
+        return not_found();
+    };
+    match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
+        Ok(Ok(jpeg)) => (
+            [
+                (header::CONTENT_TYPE, "image/jpeg"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            jpeg,
+        )
+            .into_response(),
+        _ => not_found(),
+    }
 }
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {

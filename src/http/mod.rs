@@ -171,6 +171,9 @@ fn build(hub: Arc<Hub>, settings: HttpSettings) -> (Router, Arc<watch::Sender<bo
         .route("/snapshot.jpg", get(api::snapshot))
         .route("/api/detections", get(api::detections))
         .route("/api/events", get(api::events))
+        .route("/api/events/recent", get(api::recent_events))
+        .route("/api/events/{id}/snapshot.jpg", get(api::object_snapshot))
+        .route("/api/objects", get(api::objects))
         .route("/metrics", get(api::metrics))
         .route("/readyz", get(api::readyz))
         .route_layer(middleware::from_fn_with_state(authenticator, auth::require));

@@ -48,6 +48,13 @@ pub struct PipelineSettings {
     pub annotate: Annotate,
     /// Stop after this many processed frames (benchmarks).
     pub frame_limit: Option<u64>,
+    /// Objects, zones and lines.
+    pub tracking: crate::track::TrackingSettings,
+    /// Where object pictures are written, if anywhere.
+    pub snapshots: Option<crate::track::snapshots::SnapshotSettings>,
+    pub webhooks: Vec<crate::track::webhook::WebhookSettings>,
+    /// Ended events `/api/events/recent` keeps.
+    pub recent_events: usize,
 }
 
 /// Per-frame timings kept for `bench`.
@@ -72,8 +79,11 @@ pub(crate) struct Shared {
     pub stop: Arc<AtomicBool>,
     /// Woken on stop, out of a pacing or back-off sleep.
     pub capture_thread: std::sync::OnceLock<std::thread::Thread>,
-    /// Latest detections, drawn on frames that skip inference.
-    pub latest: Mutex<(u64, Vec<Detection>)>,
+    /// Latest detections and their object ids, drawn on frames that skip
+    /// inference.
+    pub latest: Mutex<(u64, Vec<Detection>, Vec<Option<u64>>)>,
+    /// The tracker, fed by whichever worker has the newest inference.
+    pub tracking: Mutex<Tracking>,
     pub last_published: AtomicU64,
     pub processed: AtomicU64,
     pub frame_limit: Option<u64>,
@@ -96,6 +106,14 @@ impl Shared {
             t.unpark();
         }
     }
+}
+
+/// The tracker and the newest frame it has seen: workers finishing out of
+/// order never feed it an older frame.
+pub(crate) struct Tracking {
+    pub tracker: crate::track::ObjectTracker,
+    pub last_seq: u64,
+    pub out: crate::track::TrackOutput,
 }
 
 /// What workers can change between two frames: the detection filter and the
@@ -270,12 +288,24 @@ impl Pipeline {
         hub.metrics.inference_workers.set(workers as i64);
         hub.metrics.inference_threads.set(layout.threads as i64);
         tracing::info!("inference: {layout}{why}");
+        hub.events.configure(
+            settings.snapshots.clone(),
+            &settings.webhooks,
+            settings.recent_events,
+            &hub.metrics,
+        );
+        let ids = hub.events.id_counter();
         let shared = Arc::new(Shared {
             hub,
             slot: Slot::new(),
             stop: Arc::new(AtomicBool::new(false)),
             capture_thread: std::sync::OnceLock::new(),
-            latest: Mutex::new((0, Vec::new())),
+            latest: Mutex::new((0, Vec::new(), Vec::new())),
+            tracking: Mutex::new(Tracking {
+                tracker: crate::track::ObjectTracker::new(settings.tracking.clone(), ids),
+                last_seq: 0,
+                out: Default::default(),
+            }),
             last_published: AtomicU64::new(0),
             processed: AtomicU64::new(0),
             frame_limit: settings.frame_limit,
@@ -391,6 +421,17 @@ impl Pipeline {
             worker: worker::WorkerSettings::from(new),
         };
         *self.shared.live_update.lock().unwrap_or_else(|e| e.into_inner()) = Some(live);
+        if new.tracking != self.settings.tracking {
+            let mut t = self.shared.tracking.lock().unwrap_or_else(|e| e.into_inner());
+            t.tracker.set_settings(new.tracking.clone());
+        }
+        let hub = &self.shared.hub;
+        hub.events.configure(
+            new.snapshots.clone(),
+            &new.webhooks,
+            new.recent_events,
+            &hub.metrics,
+        );
         self.shared.live_generation.fetch_add(1, Ordering::SeqCst);
         let s = &mut self.settings;
         s.detector.filter = new.detector.filter.clone();
@@ -399,6 +440,10 @@ impl Pipeline {
         s.jpeg_quality = new.jpeg_quality;
         s.overlay = new.overlay;
         s.annotate = new.annotate;
+        s.tracking = new.tracking.clone();
+        s.snapshots = new.snapshots.clone();
+        s.webhooks = new.webhooks.clone();
+        s.recent_events = new.recent_events;
         Ok(())
     }
 
@@ -417,6 +462,14 @@ impl Pipeline {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        // The objects of this pipeline end with it.
+        let mut guard = self.shared.tracking.lock().unwrap_or_else(|e| e.into_inner());
+        let t = &mut *guard;
+        t.tracker.finish(&mut t.out);
+        let hub = &self.shared.hub;
+        hub.events.publish(&t.out.events, &hub.metrics);
+        hub.events.set_objects(Vec::new());
+        worker::publish_counts(&t.tracker, &hub.metrics);
     }
 }
 
@@ -479,6 +532,10 @@ mod tests {
             overlay: true,
             annotate: Annotate::Burn,
             frame_limit: None,
+            tracking: Default::default(),
+            snapshots: None,
+            webhooks: Vec::new(),
+            recent_events: 100,
         }
     }
 

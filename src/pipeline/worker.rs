@@ -77,6 +77,8 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
         }
     };
     let mut dets: Vec<Detection> = Vec::with_capacity(64);
+    let mut ids: Vec<Option<u64>> = Vec::with_capacity(64);
+    let tracking = kind == "detector";
     let mut fps = FpsMeter::new();
     let mut live_gen = 0u64;
     let mut overlay_text = String::with_capacity(64);
@@ -120,10 +122,17 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
                     for d in &dets {
                         metrics.detections.with_label_values(&[d.label.as_str()]).inc();
                     }
+                    ids.clear();
+                    ids.resize(dets.len(), None);
+                    if tracking {
+                        let stream = stream_size(&c.frame);
+                        track(&shared, &dets, (w, h), stream, &c, &mut ids);
+                    }
                     let mut latest = shared.latest.lock().unwrap_or_else(|e| e.into_inner());
                     if c.seq >= latest.0 {
                         latest.0 = c.seq;
                         latest.1.clone_from(&dets);
+                        latest.2.clone_from(&ids);
                     }
                 }
                 Err(e) => {
@@ -134,12 +143,20 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
                         );
                     }
                     dets.clear();
+                    ids.clear();
                 }
             }
         } else if c.signal {
-            dets.clone_from(&shared.latest.lock().unwrap_or_else(|e| e.into_inner()).1);
+            let latest = shared.latest.lock().unwrap_or_else(|e| e.into_inner());
+            dets.clone_from(&latest.1);
+            ids.clone_from(&latest.2);
         } else {
             dets.clear();
+            ids.clear();
+            // No camera, no objects: they age out as if unseen.
+            if tracking {
+                track(&shared, &dets, (w, h), (w, h), &c, &mut ids);
+            }
         }
 
         let t_annotate = Instant::now();
@@ -232,7 +249,7 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
                 latency_ms: t.latency.as_secs_f64() * 1e3,
                 fps: fps_now,
                 model_kind: kind,
-                detections: report_detections(&dets, (w, h), (sw, sh)),
+                detections: report_detections(&dets, &ids, (w, h), (sw, sh)),
             });
             metrics.processing_fps.set(fps_now);
         } else {
@@ -255,7 +272,12 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
 /// The report's detections: in pixels of the streamed frame (the camera's
 /// JPEG when it is passed through, which inference saw DCT-scaled), each
 /// with the colour its box is drawn in (`#rrggbb`) for clients that draw.
-fn report_detections(dets: &[Detection], (w, h): (u32, u32), (sw, sh): (u32, u32)) -> Vec<serde_json::Value> {
+fn report_detections(
+    dets: &[Detection],
+    ids: &[Option<u64>],
+    (w, h): (u32, u32),
+    (sw, sh): (u32, u32),
+) -> Vec<serde_json::Value> {
     let mut json = if (w, h) == (sw, sh) || w == 0 || h == 0 {
         detection_json(dets)
     } else {
@@ -273,11 +295,79 @@ fn report_detections(dets: &[Detection], (w, h): (u32, u32), (sw, sh): (u32, u32
             .collect();
         detection_json(&scaled)
     };
-    for (j, d) in json.iter_mut().zip(dets) {
+    for (i, (j, d)) in json.iter_mut().zip(dets).enumerate() {
         let [r, g, b] = label_color(&d.label).0;
         j["color"] = format!("#{r:02x}{g:02x}{b:02x}").into();
+        if let Some(Some(id)) = ids.get(i) {
+            j["id"] = (*id).into();
+        }
     }
     json
+}
+
+/// The size of the frame clients see: the camera's JPEG when it is passed
+/// through, else the decoded frame.
+fn stream_size(f: &crate::capture::Frame) -> (u32, u32) {
+    if f.jpeg.is_empty() {
+        (f.width, f.height)
+    } else {
+        (f.jpeg_width, f.jpeg_height)
+    }
+}
+
+/// Feeds one inference's detections to the tracker unless a newer frame
+/// already has; publishes its events and counts, queues its pictures, and
+/// fills `ids` (per detection, the object it is).
+fn track(
+    shared: &Shared,
+    dets: &[Detection],
+    (w, h): (u32, u32),
+    (sw, sh): (u32, u32),
+    c: &super::Captured,
+    ids: &mut Vec<Option<u64>>,
+) {
+    let mut guard = shared.tracking.lock().unwrap_or_else(|e| e.into_inner());
+    let t = &mut *guard;
+    if c.seq <= t.last_seq {
+        return;
+    }
+    t.last_seq = c.seq;
+    t.tracker
+        .update(dets, (w, h), (sw, sh), c.timestamp_ms, &mut t.out);
+    ids.clone_from(&t.out.ids);
+    let hub = &shared.hub;
+    let metrics = &hub.metrics;
+    for (line, label, direction) in &t.out.crossings {
+        metrics
+            .line_crossings
+            .with_label_values(&[line.as_str(), label.as_str(), direction])
+            .inc();
+    }
+    hub.events.publish(&t.out.events, metrics);
+    if !t.out.events.is_empty() || !t.out.ids.is_empty() {
+        hub.events.set_objects(t.tracker.objects());
+    }
+    publish_counts(&t.tracker, metrics);
+    // Pictures are taken of the decoded frame: boxes from stream pixels.
+    let (fx, fy) = (w as f32 / sw.max(1) as f32, h as f32 / sh.max(1) as f32);
+    for req in &t.out.snapshots {
+        let mut r = req.clone();
+        r.bbox = [r.bbox[0] * fx, r.bbox[1] * fy, r.bbox[2] * fx, r.bbox[3] * fy];
+        hub.events.submit_snapshot(&r, &c.frame.rgb, w, h);
+    }
+}
+
+/// Sets the object gauges from the tracker's counts.
+pub(crate) fn publish_counts(tracker: &crate::track::ObjectTracker, metrics: &crate::metrics::Metrics) {
+    for (label, n) in tracker.label_counts() {
+        metrics.objects.with_label_values(&[label.as_str()]).set(*n);
+    }
+    for ((zone, label), n) in tracker.zone_counts() {
+        metrics
+            .zone_objects
+            .with_label_values(&[zone.as_str(), label.as_str()])
+            .set(*n);
+    }
 }
 
 /// Hands the buffers back to the capture thread, the JPEG one emptied.

@@ -4,6 +4,7 @@
 //! and end; every change is an [`ObjectEvent`]. Snapshots and webhooks
 //! take the events off the hot path ([`snapshots`], [`webhook`]).
 
+pub mod bus;
 pub mod event;
 pub mod geometry;
 pub mod snapshots;

@@ -219,7 +219,7 @@ pub fn enforce_retention(s: &SnapshotSettings, index: &SnapshotIndex) -> std::io
         files.push((modified, meta.len(), id, entry.path()));
     }
     // Newest first: keep from the front.
-    files.sort_by(|a, b| b.0.cmp(&a.0));
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
     let now = SystemTime::now();
     let (mut count, mut bytes) = (0usize, 0u64);
     for (modified, len, id, path) in files {

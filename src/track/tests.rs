@@ -61,12 +61,12 @@ fn an_object_crossing_a_line_once_at_one_inference_a_second_is_one_object_one_cr
             step * 1000,
             &mut out,
         );
-        all.extend(out.events.drain(..));
+        all.append(&mut out.events);
         ids.extend(out.ids.iter().flatten().copied());
     }
     for step in 8..12u64 {
         tr.update(&[], SIZE, (500, 500), step * 1000, &mut out);
-        all.extend(out.events.drain(..));
+        all.append(&mut out.events);
     }
     assert_eq!(kinds(&all), ["new", "update:line_crossed", "end"], "{all:#?}");
     ids.dedup();
@@ -110,7 +110,7 @@ fn short_misses_keep_the_id_and_flicker_never_becomes_an_object() {
     let mut ids = Vec::new();
     for (i, f) in frames.iter().enumerate() {
         tr.update(f, SIZE, SIZE, i as u64 * 100, &mut out);
-        all.extend(out.events.drain(..));
+        all.append(&mut out.events);
         ids.extend(out.ids.iter().flatten().copied());
     }
     assert_eq!(kinds(&all), ["new"], "the cat seen once is nothing: {all:#?}");
@@ -170,7 +170,7 @@ fn a_still_object_becomes_stationary_once_then_moving_again() {
             i * 200,
             &mut out,
         );
-        all.extend(out.events.drain(..));
+        all.append(&mut out.events);
         snaps += out.snapshots.len();
     }
     let k = kinds(&all);
@@ -180,7 +180,7 @@ fn a_still_object_becomes_stationary_once_then_moving_again() {
         k[stationary_at + 1..].is_empty(),
         "no events once stationary: {k:?}"
     );
-    assert!(snaps >= 1 && snaps <= 3, "{snaps} pictures");
+    assert!((1..=3).contains(&snaps), "{snaps} pictures");
     assert!(tr.objects()[0].stationary);
     tr.update(
         &[det("car", 0.9, 300.0, 100.0, 600.0, 300.0)],
@@ -216,7 +216,7 @@ fn zones_report_entry_with_inertia_and_count_per_label() {
             i as u64 * 100,
             &mut out,
         );
-        all.extend(out.events.drain(..));
+        all.append(&mut out.events);
         if i == 3 {
             assert!(
                 tr.objects()[0].zones.is_empty(),

@@ -116,7 +116,7 @@ fn affinity(pred: &BBox, det: &BBox, iou_threshold: f32) -> Option<f32> {
     let dist = ((p[0] - d[0]).powi(2) + (p[1] - d[1]).powi(2)).sqrt();
     let size = (pred.width().max(det.width()) + pred.height().max(det.height())) / 2.0;
     let near = dist / size.max(1e-6);
-    (near < 0.75).then(|| 1.0 - near)
+    (near < 0.75).then_some(1.0 - near)
 }
 
 /// Pairs (track index, detection index), best affinity first, each track

@@ -21,3 +21,4 @@ mod http_hardening;
 mod http_server;
 mod sources;
 mod systemd_service;
+mod tracking;

@@ -1,0 +1,152 @@
+//! Where object events go once made: live subscribers (`/api/events`),
+//! the recent-events list, the objects tracked now, the picture writer and
+//! the webhooks. Lives in the hub, so it outlasts a pipeline restart:
+//! ids never repeat and queued webhook events survive a reload.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast;
+
+use super::snapshots::{SnapshotIndex, SnapshotSettings, SnapshotWriter};
+use super::webhook::{Webhook, WebhookSettings};
+use super::{EventType, ObjectEvent, ObjectInfo, SnapshotRequest};
+use crate::metrics::Metrics;
+
+/// Events a live subscriber may fall behind by before it skips some.
+const LIVE_BACKLOG: usize = 256;
+
+#[derive(Default)]
+struct Sinks {
+    snapshots: Option<SnapshotWriter>,
+    webhooks: Vec<Webhook>,
+}
+
+pub struct EventBus {
+    next_id: Arc<AtomicU64>,
+    live: broadcast::Sender<Arc<ObjectEvent>>,
+    objects: Mutex<Arc<Vec<ObjectInfo>>>,
+    recent: Mutex<VecDeque<Arc<ObjectEvent>>>,
+    recent_limit: AtomicUsize,
+    /// Object id -> its picture on disk.
+    pub snapshots: SnapshotIndex,
+    sinks: Mutex<Sinks>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        EventBus {
+            next_id: Arc::new(AtomicU64::new(0)),
+            live: broadcast::channel(LIVE_BACKLOG).0,
+            objects: Mutex::new(Arc::new(Vec::new())),
+            recent: Mutex::new(VecDeque::new()),
+            recent_limit: AtomicUsize::new(100),
+            snapshots: SnapshotIndex::default(),
+            sinks: Mutex::new(Sinks::default()),
+        }
+    }
+}
+
+impl EventBus {
+    /// The id counter trackers draw from.
+    pub fn id_counter(&self) -> Arc<AtomicU64> {
+        self.next_id.clone()
+    }
+
+    /// Applies `[events]` and `[[webhook]]`: writers and senders whose
+    /// settings are unchanged keep running (and their queues).
+    pub fn configure(
+        &self,
+        snapshots: Option<SnapshotSettings>,
+        webhooks: &[WebhookSettings],
+        recent: usize,
+        metrics: &Arc<Metrics>,
+    ) {
+        self.recent_limit.store(recent.max(1), Ordering::Relaxed);
+        {
+            let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            while r.len() > recent.max(1) {
+                r.pop_front();
+            }
+        }
+        let mut sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        let same = sinks.snapshots.as_ref().map(|w| w.settings()) == snapshots.as_ref();
+        if !same {
+            sinks.snapshots = None;
+            if let Some(s) = snapshots {
+                match SnapshotWriter::start(s, self.snapshots.clone(), metrics.clone()) {
+                    Ok(w) => sinks.snapshots = Some(w),
+                    Err(e) => tracing::error!("cannot start the snapshot writer: {e}"),
+                }
+            }
+        }
+        let mut old = std::mem::take(&mut sinks.webhooks);
+        for s in webhooks {
+            if let Some(i) = old.iter().position(|w| w.settings() == s) {
+                sinks.webhooks.push(old.remove(i));
+                continue;
+            }
+            match Webhook::start(s.clone(), metrics) {
+                Ok(w) => sinks.webhooks.push(w),
+                Err(e) => tracing::error!("cannot start the webhook sender for {}: {e}", s.url),
+            }
+        }
+        // `old` now holds removed webhooks: dropped here, threads joined.
+    }
+
+    /// Publishes events: metrics, live subscribers, the recent list (ended
+    /// objects) and the webhooks. Never blocks on a client.
+    pub fn publish(&self, events: &[ObjectEvent], metrics: &Metrics) {
+        if events.is_empty() {
+            return;
+        }
+        let sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        for ev in events {
+            let ev = Arc::new(ev.clone());
+            metrics
+                .object_events
+                .with_label_values(&[ev.kind.as_str(), ev.object.label.as_str()])
+                .inc();
+            if ev.kind == EventType::End {
+                let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+                if r.len() >= self.recent_limit.load(Ordering::Relaxed) {
+                    r.pop_front();
+                }
+                r.push_back(ev.clone());
+            }
+            for w in &sinks.webhooks {
+                w.push(&ev);
+            }
+            // No subscriber is not an error.
+            let _ = self.live.send(ev);
+        }
+    }
+
+    /// Queues a picture of an object if pictures are kept.
+    pub fn submit_snapshot(&self, req: &SnapshotRequest, rgb: &[u8], width: u32, height: u32) {
+        let sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = &sinks.snapshots {
+            w.submit(req, rgb, width, height);
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<ObjectEvent>> {
+        self.live.subscribe()
+    }
+
+    pub fn set_objects(&self, objects: Vec<ObjectInfo>) {
+        *self.objects.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(objects);
+    }
+
+    /// The objects tracked now.
+    pub fn objects(&self) -> Arc<Vec<ObjectInfo>> {
+        self.objects.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The newest `limit` ended events, newest first.
+    pub fn recent(&self, limit: usize) -> Vec<Arc<ObjectEvent>> {
+        let r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        r.iter().rev().take(limit).cloned().collect()
+    }
+}
