@@ -96,6 +96,23 @@ allowed_hosts = []
 mode = "none"
 users = []
 token = ""
+
+[tracking]
+min_hits = 2
+max_age = 10
+iou_threshold = 0.2
+anchor = "bottom_center"
+stationary_seconds = 10.0
+stationary_iou = 0.8
+
+[events]
+recent = 100
+snapshot_dir = ""
+snapshot_max_count = 1000
+snapshot_max_hours = 168.0
+snapshot_max_megabytes = 500.0
+snapshot_quality = 85
+snapshot_interval = 2.0
 "#;
 
 #[test]
@@ -678,4 +695,106 @@ fn config_labels_beside_a_model_other_than_the_default() {
         Config::default().detector_settings().labels,
         ModelConfig::default().labels
     );
+}
+
+#[test]
+fn config_zones_lines_and_webhooks_carry_over() {
+    let cfg = parse(
+        r#"
+[tracking]
+anchor = "center"
+stationary_seconds = 30
+
+[[zone]]
+name = "driveway"
+polygon = [[0.1, 0.5], [0.9, 0.5], [0.9, 1.0], [0.1, 1.0]]
+labels = ["car", "person"]
+loiter_seconds = 2.5
+
+[[line]]
+name = "gate"
+points = [[0.5, 0.0], [0.5, 1.0]]
+
+[events]
+snapshot_dir = "/var/lib/edgevision/snapshots"
+
+[[webhook]]
+url = "http://hooks.local:9000/edgevision"
+events = ["new", "end"]
+"#,
+    )
+    .unwrap();
+    let t = cfg.tracking_settings();
+    assert_eq!(t.anchor, crate::track::Anchor::Center);
+    assert_eq!(t.stationary_ms, 30_000);
+    assert_eq!(t.zones[0].name, "driveway");
+    assert_eq!(t.zones[0].min_frames, 3);
+    assert_eq!(t.zones[0].loiter_ms, 2500);
+    assert_eq!(t.zones[0].labels, ["car", "person"]);
+    assert_eq!((t.lines[0].a, t.lines[0].b), ([0.5, 0.0], [0.5, 1.0]));
+    assert!(t.snapshots);
+    let s = cfg.snapshot_settings().unwrap();
+    assert_eq!(s.max_count, 1000);
+    assert_eq!(s.max_age, std::time::Duration::from_secs(168 * 3600));
+    let w = cfg.webhook_settings();
+    assert_eq!(w[0].url.port, 9000);
+    assert_eq!(w[0].events, [crate::track::EventType::New, crate::track::EventType::End]);
+    assert_eq!(w[0].queue, 1000);
+    assert!(Config::default().snapshot_settings().is_none());
+}
+
+#[test]
+fn config_bad_zones_lines_and_webhooks_name_key_and_line() {
+    let zone = |body: &str| format!("[[zone]]\nname = \"a\"\n{body}\n");
+    let square = "polygon = [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]]";
+    let cases: Vec<(String, &str, usize, &str)> = vec![
+        (zone("polygon = [[0.1, 0.1], [0.9, 0.1]]"), "zone[0].polygon", 3, "has 2 points"),
+        (
+            zone("polygon = [[0.1, 0.1], [1.5, 0.1], [0.9, 0.9]]"),
+            "zone[0].polygon[1]",
+            3,
+            "outside the frame",
+        ),
+        (
+            zone("polygon = [[0.1, 0.1],\n [0.9, 0.9],\n [0.9, 0.1],\n [0.1, 0.9]]"),
+            "zone[0].polygon",
+            3,
+            "crosses itself",
+        ),
+        (
+            zone("polygon = [[0.1, 0.1], [0.5, 0.5], [0.9, 0.9]]"),
+            "zone[0].polygon",
+            3,
+            "no area",
+        ),
+        (
+            format!("{}\n[[zone]]\nname = \"a\"\n{square}\n", zone(square)),
+            "zone[1].name",
+            6,
+            "used twice",
+        ),
+        (zone(&format!("{square}\nmin_frames = 0")), "zone[0].min_frames", 4, "between 1 and 1000"),
+        ("[[zone]]\nname = \"drive way\"\npolygon = [[0,0],[1,0],[1,1]]\n".into(), "zone[0].name", 2, "letters, digits"),
+        ("[[line]]\nname = \"l\"\npoints = [[0.5, 0.0]]\n".into(), "line[0].points", 3, "exactly 2"),
+        ("[[line]]\nname = \"l\"\npoints = [[0.5, 0.5], [0.5, 0.5]]\n".into(), "line[0].points", 3, "same point"),
+        ("[[line]]\nname = \"l\"\npoints = [[0.5, 0.0], [0.5, -1.0]]\n".into(), "line[0].points[1]", 3, "outside"),
+        ("[tracking]\nmin_hits = 0\n".into(), "tracking.min_hits", 2, "between 1 and 100"),
+        ("[events]\nsnapshot_quality = 0\n".into(), "events.snapshot_quality", 2, "between 1 and 100"),
+        ("[[webhook]]\nurl = \"https://x/y\"\n".into(), "webhook[0].url", 2, "http://"),
+        (
+            "[[webhook]]\nurl = \"http://x/y\"\nevents = [\"new\", \"started\"]\n".into(),
+            "webhook[0].events[1]",
+            3,
+            "unknown event type",
+        ),
+    ];
+    for (text, key, line, msg) in &cases {
+        let e = parse_err(text);
+        assert_eq!(e.key().as_deref(), Some(*key), "{text}: {e}");
+        assert_eq!(e.line(), Some(*line), "{text}: {e}");
+        assert!(e.to_string().contains(msg), "{text}: {e}");
+    }
+    // An unknown key in a zone is named with its table.
+    let e = parse_err(&zone(&format!("{square}\ncolour = \"red\"")));
+    assert!(e.to_string().contains("unknown key `colour`"), "{e}");
 }
