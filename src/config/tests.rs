@@ -738,7 +738,10 @@ events = ["new", "end"]
     assert_eq!(s.max_age, std::time::Duration::from_secs(168 * 3600));
     let w = cfg.webhook_settings();
     assert_eq!(w[0].url.port, 9000);
-    assert_eq!(w[0].events, [crate::track::EventType::New, crate::track::EventType::End]);
+    assert_eq!(
+        w[0].events,
+        [crate::track::EventType::New, crate::track::EventType::End]
+    );
     assert_eq!(w[0].queue, 1000);
     assert!(Config::default().snapshot_settings().is_none());
 }
@@ -748,7 +751,12 @@ fn config_bad_zones_lines_and_webhooks_name_key_and_line() {
     let zone = |body: &str| format!("[[zone]]\nname = \"a\"\n{body}\n");
     let square = "polygon = [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]]";
     let cases: Vec<(String, &str, usize, &str)> = vec![
-        (zone("polygon = [[0.1, 0.1], [0.9, 0.1]]"), "zone[0].polygon", 3, "has 2 points"),
+        (
+            zone("polygon = [[0.1, 0.1], [0.9, 0.1]]"),
+            "zone[0].polygon",
+            3,
+            "has 2 points",
+        ),
         (
             zone("polygon = [[0.1, 0.1], [1.5, 0.1], [0.9, 0.9]]"),
             "zone[0].polygon[1]",
@@ -773,14 +781,54 @@ fn config_bad_zones_lines_and_webhooks_name_key_and_line() {
             6,
             "used twice",
         ),
-        (zone(&format!("{square}\nmin_frames = 0")), "zone[0].min_frames", 4, "between 1 and 1000"),
-        ("[[zone]]\nname = \"drive way\"\npolygon = [[0,0],[1,0],[1,1]]\n".into(), "zone[0].name", 2, "letters, digits"),
-        ("[[line]]\nname = \"l\"\npoints = [[0.5, 0.0]]\n".into(), "line[0].points", 3, "exactly 2"),
-        ("[[line]]\nname = \"l\"\npoints = [[0.5, 0.5], [0.5, 0.5]]\n".into(), "line[0].points", 3, "same point"),
-        ("[[line]]\nname = \"l\"\npoints = [[0.5, 0.0], [0.5, -1.0]]\n".into(), "line[0].points[1]", 3, "outside"),
-        ("[tracking]\nmin_hits = 0\n".into(), "tracking.min_hits", 2, "between 1 and 100"),
-        ("[events]\nsnapshot_quality = 0\n".into(), "events.snapshot_quality", 2, "between 1 and 100"),
-        ("[[webhook]]\nurl = \"https://x/y\"\n".into(), "webhook[0].url", 2, "http://"),
+        (
+            zone(&format!("{square}\nmin_frames = 0")),
+            "zone[0].min_frames",
+            4,
+            "between 1 and 1000",
+        ),
+        (
+            "[[zone]]\nname = \"drive way\"\npolygon = [[0,0],[1,0],[1,1]]\n".into(),
+            "zone[0].name",
+            2,
+            "letters, digits",
+        ),
+        (
+            "[[line]]\nname = \"l\"\npoints = [[0.5, 0.0]]\n".into(),
+            "line[0].points",
+            3,
+            "exactly 2",
+        ),
+        (
+            "[[line]]\nname = \"l\"\npoints = [[0.5, 0.5], [0.5, 0.5]]\n".into(),
+            "line[0].points",
+            3,
+            "same point",
+        ),
+        (
+            "[[line]]\nname = \"l\"\npoints = [[0.5, 0.0], [0.5, -1.0]]\n".into(),
+            "line[0].points[1]",
+            3,
+            "outside",
+        ),
+        (
+            "[tracking]\nmin_hits = 0\n".into(),
+            "tracking.min_hits",
+            2,
+            "between 1 and 100",
+        ),
+        (
+            "[events]\nsnapshot_quality = 0\n".into(),
+            "events.snapshot_quality",
+            2,
+            "between 1 and 100",
+        ),
+        (
+            "[[webhook]]\nurl = \"https://x/y\"\n".into(),
+            "webhook[0].url",
+            2,
+            "http://",
+        ),
         (
             "[[webhook]]\nurl = \"http://x/y\"\nevents = [\"new\", \"started\"]\n".into(),
             "webhook[0].events[1]",

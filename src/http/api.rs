@@ -173,7 +173,12 @@ fn json_response(v: &impl serde::Serialize) -> Response {
 /// `GET /api/objects`: the objects tracked now.
 pub(crate) async fn objects(State(state): State<AppState>) -> Response {
     let objects = state.hub.events.objects();
-    json_response(&serde_json::json!({ "objects": &*objects }))
+    let geometry = state.hub.events.geometry();
+    json_response(&serde_json::json!({
+        "objects": &*objects,
+        "zones": geometry["zones"],
+        "lines": geometry["lines"],
+    }))
 }
 
 #[derive(serde::Deserialize)]

@@ -66,6 +66,11 @@ pub(crate) const PAGE: &str = r##"<!DOCTYPE html>
   .empty { color: var(--dim); }
   a { color: #7cb7ff; }
   footer { color: var(--dim); font-size: .8em; padding: 0 .8em .8em; }
+  h2 { font-size: .9em; font-weight: 600; color: var(--dim); margin: .9em 0 .3em; }
+  #events li { justify-content: flex-start; align-items: center; }
+  #events img { width: 4.5em; height: 3.4em; object-fit: cover; border-radius: .2em; background: #000; flex: none; }
+  #events .what { display: flex; flex-direction: column; }
+  #events .when { color: var(--dim); font-size: .8em; }
 </style>
 </head>
 <body>
@@ -83,6 +88,8 @@ pub(crate) const PAGE: &str = r##"<!DOCTYPE html>
       <div class="stat"><b id="infer">–</b><span>inference ms</span></div>
     </div>
     <ul id="dets"><li class="empty">no detections yet</li></ul>
+    <h2>objects</h2>
+    <ul id="events"><li class="empty">no objects yet</li></ul>
   </div>
 </main>
 <footer>frame <span id="frame">–</span> · <a id="snap" href="snapshot.jpg" target="_blank">snapshot</a></footer>
@@ -108,7 +115,9 @@ pub(crate) const PAGE: &str = r##"<!DOCTYPE html>
   startImg();
   $("snap").href = url("snapshot.jpg");
 
-  function label(d) { return d.label != null ? d.label : ("class " + d.class_id); }
+  function label(d) {
+    return (d.label != null ? d.label : ("class " + d.class_id)) + (d.id != null ? " #" + d.id : "");
+  }
   function percent(d) { return typeof d.score === "number" ? Math.round(d.score * 100) + "%" : ""; }
 
   var shownFrame = -1;
@@ -164,7 +173,29 @@ pub(crate) const PAGE: &str = r##"<!DOCTYPE html>
     return ((n >> 16) * 299 + ((n >> 8) & 255) * 587 + (n & 255) * 114) / 1000 > 140 ? "#000" : "#fff";
   }
   function overlaps(a, b) { return a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h; }
+  // Zones and lines (from /api/objects), in fractions of the frame.
+  var geometry = { zones: [], lines: [] };
+  function drawPlaces() {
+    var w = canvas.width, h = canvas.height;
+    ctx.lineWidth = Math.max(1, Math.round(Math.min(w, h) / 320));
+    ctx.font = Math.max(11, Math.round(h / 40)) + "px system-ui, sans-serif";
+    ctx.textBaseline = "top";
+    geometry.zones.forEach(function (z) {
+      ctx.beginPath();
+      z.polygon.forEach(function (p, i) { if (i) ctx.lineTo(p[0] * w, p[1] * h); else ctx.moveTo(p[0] * w, p[1] * h); });
+      ctx.closePath();
+      ctx.fillStyle = "rgba(124,183,255,.12)"; ctx.fill();
+      ctx.strokeStyle = "rgba(124,183,255,.8)"; ctx.stroke();
+      ctx.fillStyle = "#7cb7ff"; ctx.fillText(z.name, z.polygon[0][0] * w + 4, z.polygon[0][1] * h + 4);
+    });
+    geometry.lines.forEach(function (l) {
+      var a = l.points[0], b = l.points[1];
+      ctx.strokeStyle = "#ffd166"; ctx.beginPath(); ctx.moveTo(a[0] * w, a[1] * h); ctx.lineTo(b[0] * w, b[1] * h); ctx.stroke();
+      ctx.fillStyle = "#ffd166"; ctx.fillText(l.name, (a[0] + b[0]) / 2 * w + 4, (a[1] + b[1]) / 2 * h + 4);
+    });
+  }
   function drawBoxes(r) {
+    drawPlaces();
     var sx = canvas.width / r.width, sy = canvas.height / r.height;
     var px = Math.max(12, Math.round(canvas.height / 32));
     // An even width on whole pixels: crisp lines that survive the page
@@ -284,9 +315,59 @@ pub(crate) const PAGE: &str = r##"<!DOCTYPE html>
     }).catch(function () { setTimeout(readStream, 3000); });
   }
 
+  // Objects: the newest ten, each with its picture when one was taken.
+  var shown = new Map();
+  function when(ms) { return new Date(ms).toLocaleTimeString(); }
+  function story(o, type) {
+    var parts = [type === "end" ? "left" : type === "new" ? "seen" : "updated"];
+    if (o.entered_zones && o.entered_zones.length) parts.push("in " + o.entered_zones.join(", "));
+    if (o.crossings && o.crossings.length) parts.push("crossed " + o.crossings.map(function (c) { return c.line + " (" + c.direction + ")"; }).join(", "));
+    if (o.stationary) parts.push("stationary");
+    return parts.join(" \u00b7 ");
+  }
+  function showObject(ev) {
+    var o = ev.object, list = $("events"), li = shown.get(o.id);
+    if (!li) {
+      li = document.createElement("li");
+      shown.set(o.id, li);
+      var empty = list.querySelector(".empty");
+      if (empty) empty.remove();
+      list.insertBefore(li, list.firstChild);
+      while (list.children.length > 10) { var last = list.lastChild; shown.forEach(function (v, k) { if (v === last) shown.delete(k); }); last.remove(); }
+    }
+    li.replaceChildren();
+    if (o.snapshot) {
+      var pic = document.createElement("img");
+      pic.alt = o.label; pic.loading = "lazy";
+      pic.src = url(o.snapshot.replace(/^\//, "")) + (token ? "&" : "?") + "s=" + Math.round(o.score * 1e4);
+      li.appendChild(pic);
+    }
+    var what = document.createElement("span"), title = document.createElement("span"), sub = document.createElement("span");
+    what.className = "what"; sub.className = "when";
+    title.textContent = o.label + " #" + o.id + " " + Math.round(o.score * 100) + "%";
+    sub.textContent = when(o.start_ms) + " \u00b7 " + story(o, ev.type);
+    what.appendChild(title); what.appendChild(sub); li.appendChild(what);
+  }
+  function loadObjects() {
+    fetch(url("api/objects"), { cache: "no-store" }).then(function (r) { return r.json(); }).then(function (j) {
+      geometry = { zones: j.zones || [], lines: j.lines || [] };
+    }).catch(function () {});
+  }
+  if (window.fetch) {
+    loadObjects();
+    fetch(url("api/events/recent") + (token ? "&" : "?") + "limit=10", { cache: "no-store" }).then(function (r) { return r.json(); })
+      .then(function (j) { (j.events || []).slice().reverse().forEach(showObject); }).catch(function () {});
+  }
+
   var conn = $("conn");
   var events = new EventSource(url("api/events"));
-  events.onopen = function () { conn.textContent = "connected"; conn.className = "badge"; };
+  events.addEventListener("object", function (e) {
+    var ev;
+    try { ev = JSON.parse(e.data); } catch (err) { return; }
+    showObject(ev);
+  });
+  events.onopen = function () { loadObjects(); };
+  events.addEventListener("open", function () { conn.textContent = "connected"; conn.className = "badge"; });
   events.onerror = function () { conn.textContent = "reconnecting"; conn.className = "badge bad"; };
   events.onmessage = function (e) {
     var r;

@@ -294,6 +294,8 @@ impl Pipeline {
             settings.recent_events,
             &hub.metrics,
         );
+        hub.events
+            .set_geometry(&settings.tracking.zones, &settings.tracking.lines);
         let ids = hub.events.id_counter();
         let shared = Arc::new(Shared {
             hub,

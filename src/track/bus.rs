@@ -29,6 +29,8 @@ pub struct EventBus {
     objects: Mutex<Arc<Vec<ObjectInfo>>>,
     recent: Mutex<VecDeque<Arc<ObjectEvent>>>,
     recent_limit: AtomicUsize,
+    /// Zones and lines as `/api/objects` shows them (the page draws them).
+    geometry: Mutex<Arc<serde_json::Value>>,
     /// Object id -> its picture on disk.
     pub snapshots: SnapshotIndex,
     sinks: Mutex<Sinks>,
@@ -42,6 +44,7 @@ impl Default for EventBus {
             objects: Mutex::new(Arc::new(Vec::new())),
             recent: Mutex::new(VecDeque::new()),
             recent_limit: AtomicUsize::new(100),
+            geometry: Mutex::new(Arc::new(serde_json::json!({ "zones": [], "lines": [] }))),
             snapshots: SnapshotIndex::default(),
             sinks: Mutex::new(Sinks::default()),
         }
@@ -129,6 +132,25 @@ impl EventBus {
         if let Some(w) = &sinks.snapshots {
             w.submit(req, rgb, width, height);
         }
+    }
+
+    /// Records the zones and lines in use.
+    pub fn set_geometry(&self, zones: &[super::Zone], lines: &[super::Line]) {
+        let zones: Vec<_> = zones
+            .iter()
+            .map(|z| serde_json::json!({ "name": z.name, "polygon": z.polygon, "labels": z.labels }))
+            .collect();
+        let lines: Vec<_> = lines
+            .iter()
+            .map(|l| serde_json::json!({ "name": l.name, "points": [l.a, l.b], "labels": l.labels }))
+            .collect();
+        *self.geometry.lock().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(serde_json::json!({ "zones": zones, "lines": lines }));
+    }
+
+    /// `{"zones": [{name, polygon, labels}], "lines": [{name, points, labels}]}`.
+    pub fn geometry(&self) -> Arc<serde_json::Value> {
+        self.geometry.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<ObjectEvent>> {

@@ -112,6 +112,65 @@ fn the_page_lists_the_report_of_the_frame_it_shows() {
     assert!(dom.contains(&swatch), "no {swatch} in the list: {dom}");
 }
 
+/// The page's list of objects: each with its id, what it did, and its
+/// picture from the daemon.
+#[test]
+fn the_page_lists_objects_with_their_pictures() {
+    let chromium = installed(&["chromium", "chromium-browser"]);
+    let (d, _clip, _snaps) = crate::tracking::crossing_daemon_with_pictures();
+    common::wait_for(120, "an object ended", || {
+        let (_, body) = common::daemon::get(&d.addr, "/api/events/recent");
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        (!v["events"].as_array()?.is_empty()).then_some(())
+    });
+    let mut dom = String::new();
+    for _ in 0..5 {
+        let profile = tempfile::tempdir().unwrap();
+        let out = Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--timeout=5000",
+                "--dump-dom",
+                "--run-all-compositor-stages-before-draw",
+            ])
+            .arg(format!(
+                "--user-data-dir={}",
+                profile.path().join("profile").display()
+            ))
+            .arg(format!("http://{}/", d.addr))
+            .output()
+            .expect("run chromium");
+        dom = String::from_utf8_lossy(&out.stdout).into_owned();
+        if dom.contains("/snapshot.jpg") {
+            break;
+        }
+    }
+    let list = dom
+        .split(r#"<ul id="events">"#)
+        .nth(1)
+        .and_then(|t| t.split("</ul>").next())
+        .unwrap_or_else(|| panic!("no object list: {dom}"));
+    assert!(list.contains("dog #"), "{list}");
+    assert!(list.contains("crossed middle (forward)"), "{list}");
+    let src = list
+        .split(r#"src=""#)
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .unwrap_or_else(|| panic!("no picture in the list: {list}"));
+    assert!(
+        src.starts_with("api/events/") && src.contains("/snapshot.jpg"),
+        "{src}"
+    );
+    let path = format!("/{}", src.replace("&amp;", "&"));
+    let (code, jpeg) = common::daemon::get(&d.addr, &path);
+    assert_eq!(code, 200, "{path}");
+    assert!(image::load_from_memory(&jpeg).is_ok());
+}
+
 fn chromium_shows_dog_box(d: &Daemon) {
     let chromium = installed(&["chromium", "chromium-browser"]);
     let profile = tempfile::tempdir().unwrap();

@@ -394,6 +394,18 @@ fn put_last(dir: &Path, n: usize) {
     }
 }
 
+/// A daemon playing the crossing clip with a line and pictures kept; for
+/// the page's test.
+pub fn crossing_daemon_with_pictures() -> (Daemon, tempfile::TempDir, tempfile::TempDir) {
+    let clip = crossing_clip();
+    let snaps = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[[line]]\nname = \"middle\"\npoints = [[0.5, 1.0], [0.5, 0.0]]\n[events]\nsnapshot_dir = \"{}\"\n",
+        snaps.path().display()
+    );
+    (start(&config(clip.path(), 0.0, &extra)), clip, snaps)
+}
+
 #[test]
 fn snapshots_are_written_served_and_kept_within_their_count() {
     let clip = crossing_clip();
@@ -506,4 +518,31 @@ fn a_webhook_that_is_down_gets_its_events_when_it_returns_and_overflow_is_counte
         );
         assert_eq!(e["object"]["label"], "dog");
     }
+}
+
+#[test]
+fn sighup_applies_new_zones_to_the_objects_tracked_now() {
+    let dir = tempfile::tempdir().unwrap();
+    dog_frames(dir.path(), "a", "200", 1);
+    let zone = |x0: f32, x1: f32| {
+        format!("[[zone]]\nname = \"z\"\npolygon = [[{x0}, 0.0], [{x1}, 0.0], [{x1}, 1.0], [{x0}, 1.0]]\nmin_frames = 1\n")
+    };
+    // The dog's anchor is at x 0.53: first a zone beside it, then one round it.
+    let d = start(&config(dir.path(), 10.0, &zone(0.0, 0.3)));
+    let objects = |d: &Daemon| json(d, "/api/objects")["objects"].as_array().unwrap().clone();
+    let id = wait_for(60, "the dog tracked", || {
+        objects(&d).first().and_then(|o| o["id"].as_u64())
+    });
+    assert_eq!(objects(&d)[0]["zones"], serde_json::json!([]));
+    let text = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .replace(&zone(0.0, 0.3), &zone(0.4, 0.7));
+    std::fs::write(&d.config, text).unwrap();
+    d.signal(libc::SIGHUP);
+    wait_for(30, "the dog in the new zone", || {
+        let o = objects(&d);
+        (o[0]["zones"] == serde_json::json!(["z"])).then_some(())
+    });
+    // The same object: a reload keeps what is tracked.
+    assert_eq!(objects(&d)[0]["id"], id);
 }
