@@ -67,6 +67,11 @@ pub struct Hub {
     pub metrics: Arc<Metrics>,
     /// Tracked objects and their events.
     pub events: crate::track::bus::EventBus,
+    /// The MQTT client, when `[mqtt]` names a broker.
+    pub mqtt: std::sync::Mutex<Option<crate::mqtt::Mqtt>>,
+    /// Inference on (the default) or paused by MQTT's detect switch.
+    detect: AtomicBool,
+    started: std::time::Instant,
 }
 
 impl Hub {
@@ -81,6 +86,9 @@ impl Hub {
             last_seq: AtomicU64::new(0),
             metrics,
             events: Default::default(),
+            mqtt: std::sync::Mutex::new(None),
+            detect: AtomicBool::new(true),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -144,6 +152,21 @@ impl Hub {
 
     pub fn set_inference_failing(&self, failing: bool) {
         self.inference_failing.store(failing, Ordering::Relaxed);
+    }
+
+    /// Whether frames get inference (MQTT's detect switch pauses it; the
+    /// stream goes on).
+    pub fn detect_enabled(&self) -> bool {
+        self.detect.load(Ordering::Relaxed)
+    }
+
+    pub fn set_detect_enabled(&self, on: bool) {
+        self.detect.store(on, Ordering::Relaxed);
+    }
+
+    /// Since the hub was made (the daemon started).
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
     }
 
     /// See [`Hub::set_inference_failing`]; the pipeline sets it after

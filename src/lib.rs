@@ -13,6 +13,7 @@ pub mod http;
 pub mod hub;
 pub mod infer;
 pub mod metrics;
+pub mod mqtt;
 pub mod notify;
 pub mod pipeline;
 pub mod service;

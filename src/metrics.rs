@@ -37,6 +37,9 @@ pub struct Metrics {
     pub webhook_sent: IntCounterVec,
     pub webhook_failures: IntCounterVec,
     pub webhook_dropped: IntCounterVec,
+    pub mqtt_connected: IntGauge,
+    pub mqtt_published: IntCounter,
+    pub mqtt_dropped: IntCounter,
 }
 
 /// Buckets from 0.5 ms to 1 s: per-frame work on an edge CPU.
@@ -207,6 +210,18 @@ impl Metrics {
             "edgevision_snapshot_errors_total",
             "Object pictures that could not be written (disk full, read-only, missing directory).",
         );
+        let mqtt_connected = int_gauge(
+            "edgevision_mqtt_connected",
+            "1 while connected to the MQTT broker, else 0.",
+        );
+        let mqtt_published = counter(
+            "edgevision_mqtt_published_total",
+            "MQTT messages handed to the broker connection.",
+        );
+        let mqtt_dropped = counter(
+            "edgevision_mqtt_dropped_total",
+            "MQTT messages dropped from the full queue while the broker was away (the oldest go first).",
+        );
         let webhook_sent = counter_vec(
             "edgevision_webhook_sent_total",
             "Object events delivered to a webhook.",
@@ -250,6 +265,9 @@ impl Metrics {
             webhook_sent,
             webhook_failures,
             webhook_dropped,
+            mqtt_connected,
+            mqtt_published,
+            mqtt_dropped,
         }
     }
 

@@ -91,8 +91,11 @@ pub fn run_daemon(
         }
     });
     tokio.shutdown_timeout(Duration::from_millis(200));
-    match daemon.pipeline.take() {
-        Some(p) => drop(p.stop()),
+    let stopped = daemon.pipeline.take().map(|p| drop(p.stop()));
+    // After the pipeline: its objects' end events go out, then "offline".
+    crate::mqtt::stop(&daemon.hub);
+    match stopped {
+        Some(()) => {}
         // Exit with an error so that systemd (Restart=on-failure) tries again.
         None => anyhow::bail!("the pipeline could not be restarted after a reload"),
     }

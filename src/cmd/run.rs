@@ -154,6 +154,9 @@ pub fn pipeline_settings(cfg: &Config) -> anyhow::Result<PipelineSettings> {
         snapshots: cfg.snapshot_settings(),
         webhooks: cfg.webhook_settings(),
         recent_events: cfg.events.recent,
+        mqtt: cfg
+            .mqtt_settings()
+            .map_err(|(key, message)| anyhow::anyhow!("{key}: {message}"))?,
     })
 }
 

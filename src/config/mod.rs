@@ -31,6 +31,7 @@ mod http;
 pub mod installed;
 mod locate;
 mod model;
+mod mqtt;
 mod source;
 mod stream;
 #[cfg(test)]
@@ -46,6 +47,7 @@ pub use detect::DetectConfig;
 pub use error::ConfigError;
 pub use http::{AuthConfig, AuthMode, HttpConfig, UserConfig};
 pub use model::ModelConfig;
+pub use mqtt::MqttConfig;
 pub use source::SourceConfig;
 pub use stream::{Annotate, StreamConfig};
 pub use tracking::{EventsConfig, LineConfig, TrackingConfig, WebhookConfig, ZoneConfig};
@@ -62,6 +64,9 @@ pub struct Config {
     /// search (see the README).
     #[serde(deserialize_with = "model::empty_path_is_none")]
     pub runtime: Option<PathBuf>,
+    /// The camera's name, in MQTT topics and events; `""` (default) is
+    /// `default`.
+    pub name: String,
     /// `[source]`: where frames come from.
     pub source: SourceConfig,
     /// `[model]`: the model and how it runs.
@@ -82,6 +87,8 @@ pub struct Config {
     pub events: EventsConfig,
     /// `[[webhook]]`: where object events are POSTed.
     pub webhook: Vec<WebhookConfig>,
+    /// `[mqtt]`: the broker and Home Assistant discovery.
+    pub mqtt: MqttConfig,
 }
 
 /// Largest frame side accepted.
@@ -306,7 +313,35 @@ impl Config {
             &self.line,
             &self.events,
             &self.webhook,
-        )
+        )?;
+        if !self.name.is_empty()
+            && (self.name.len() > 64
+                || !self
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+        {
+            return err(
+                "name",
+                format!("{:?}: 1 to 64 letters, digits, '_' or '-'", self.name),
+            );
+        }
+        self.mqtt.validate()
+    }
+
+    /// The camera's name (`name`, or `default`).
+    pub fn camera_name(&self) -> &str {
+        if self.name.is_empty() {
+            "default"
+        } else {
+            &self.name
+        }
+    }
+
+    /// The MQTT client's settings (`None` without `mqtt.url`); reads
+    /// `mqtt.password_file`.
+    pub fn mqtt_settings(&self) -> Result<Option<crate::mqtt::MqttSettings>, (String, String)> {
+        mqtt::settings(self)
     }
 
     /// The tracker, zones and lines ([`crate::track`]).

@@ -215,6 +215,7 @@ pub(crate) async fn object_snapshot(
         .snapshots
         .lock()
         .unwrap_or_else(|e| e.into_inner())
+        .by_id
         .get(&id)
         .cloned();
     let Some(path) = path else {

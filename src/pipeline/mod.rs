@@ -55,6 +55,8 @@ pub struct PipelineSettings {
     pub webhooks: Vec<crate::track::webhook::WebhookSettings>,
     /// Ended events `/api/events/recent` keeps.
     pub recent_events: usize,
+    /// The MQTT broker, if any.
+    pub mqtt: Option<crate::mqtt::MqttSettings>,
 }
 
 /// Per-frame timings kept for `bench`.
@@ -296,6 +298,7 @@ impl Pipeline {
         );
         hub.events
             .set_geometry(&settings.tracking.zones, &settings.tracking.lines);
+        crate::mqtt::configure(&hub, settings.mqtt.clone());
         let ids = hub.events.id_counter();
         let shared = Arc::new(Shared {
             hub,
@@ -434,6 +437,8 @@ impl Pipeline {
             new.recent_events,
             &hub.metrics,
         );
+        hub.events.set_geometry(&new.tracking.zones, &new.tracking.lines);
+        crate::mqtt::configure(hub, new.mqtt.clone());
         self.shared.live_generation.fetch_add(1, Ordering::SeqCst);
         let s = &mut self.settings;
         s.detector.filter = new.detector.filter.clone();
@@ -446,6 +451,7 @@ impl Pipeline {
         s.snapshots = new.snapshots.clone();
         s.webhooks = new.webhooks.clone();
         s.recent_events = new.recent_events;
+        s.mqtt = new.mqtt.clone();
         Ok(())
     }
 
@@ -471,7 +477,7 @@ impl Pipeline {
         let hub = &self.shared.hub;
         hub.events.publish(&t.out.events, &hub.metrics);
         hub.events.set_objects(Vec::new());
-        worker::publish_counts(&t.tracker, &hub.metrics);
+        worker::share_counts(hub, &t.tracker);
     }
 }
 
@@ -538,6 +544,7 @@ mod tests {
             snapshots: None,
             webhooks: Vec::new(),
             recent_events: 100,
+            mqtt: None,
         }
     }
 

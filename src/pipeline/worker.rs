@@ -108,7 +108,8 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
             ..Default::default()
         };
         let (w, h) = (c.frame.width, c.frame.height);
-        if c.signal && should_infer(&ws, &shared, c.seq) {
+        let detect = shared.hub.detect_enabled();
+        if c.signal && detect && should_infer(&ws, &shared, c.seq) {
             match det.detect(&c.frame.rgb, w, h, &mut dets) {
                 Ok(timings) => {
                     t.preprocess = timings.preprocess;
@@ -146,7 +147,7 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
                     ids.clear();
                 }
             }
-        } else if c.signal {
+        } else if c.signal && detect {
             let latest = shared.latest.lock().unwrap_or_else(|e| e.into_inner());
             dets.clone_from(&latest.1);
             ids.clone_from(&latest.2);
@@ -347,7 +348,7 @@ fn track(
     if !t.out.events.is_empty() || !t.out.ids.is_empty() {
         hub.events.set_objects(t.tracker.objects());
     }
-    publish_counts(&t.tracker, metrics);
+    share_counts(hub, &t.tracker);
     // Pictures are taken of the decoded frame: boxes from stream pixels.
     let (fx, fy) = (w as f32 / sw.max(1) as f32, h as f32 / sh.max(1) as f32);
     for req in &t.out.snapshots {
@@ -368,6 +369,13 @@ pub(crate) fn publish_counts(tracker: &crate::track::ObjectTracker, metrics: &cr
             .with_label_values(&[zone.as_str(), label.as_str()])
             .set(*n);
     }
+}
+
+/// [`publish_counts`], and the counts on the bus for MQTT.
+pub(crate) fn share_counts(hub: &crate::hub::Hub, tracker: &crate::track::ObjectTracker) {
+    publish_counts(tracker, &hub.metrics);
+    hub.events
+        .set_counts(tracker.label_counts(), tracker.zone_counts());
 }
 
 /// Hands the buffers back to the capture thread, the JPEG one emptied.

@@ -3,7 +3,10 @@
 //! the webhooks. Lives in the hub, so it outlasts a pipeline restart:
 //! ids never repeat and queued webhook events survive a reload.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+
+/// Objects per label, and per (zone, label).
+pub type Counts = (BTreeMap<String, i64>, BTreeMap<(String, String), i64>);
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -31,6 +34,8 @@ pub struct EventBus {
     recent_limit: AtomicUsize,
     /// Zones and lines as `/api/objects` shows them (the page draws them).
     geometry: Mutex<Arc<serde_json::Value>>,
+    /// Objects per label, and per zone and label, now.
+    counts: Mutex<Arc<Counts>>,
     /// Object id -> its picture on disk.
     pub snapshots: SnapshotIndex,
     sinks: Mutex<Sinks>,
@@ -44,6 +49,7 @@ impl Default for EventBus {
             objects: Mutex::new(Arc::new(Vec::new())),
             recent: Mutex::new(VecDeque::new()),
             recent_limit: AtomicUsize::new(100),
+            counts: Mutex::new(Arc::new(Default::default())),
             geometry: Mutex::new(Arc::new(serde_json::json!({ "zones": [], "lines": [] }))),
             snapshots: SnapshotIndex::default(),
             sinks: Mutex::new(Sinks::default()),
@@ -132,6 +138,28 @@ impl EventBus {
         if let Some(w) = &sinks.snapshots {
             w.submit(req, rgb, width, height);
         }
+    }
+
+    /// Records the object counts (every label and pair seen, 0 included).
+    pub fn set_counts(&self, labels: &BTreeMap<String, i64>, zones: &BTreeMap<(String, String), i64>) {
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if c.0 != *labels || c.1 != *zones {
+            *c = Arc::new((labels.clone(), zones.clone()));
+        }
+    }
+
+    /// Objects per label, and per (zone, label), now.
+    pub fn counts(&self) -> Arc<Counts> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The newest picture of each label: (label, sequence number, file).
+    pub fn latest_pictures(&self) -> Vec<(String, u64, std::path::PathBuf)> {
+        let p = self.snapshots.lock().unwrap_or_else(|e| e.into_inner());
+        p.latest
+            .iter()
+            .map(|(l, (seq, path))| (l.clone(), *seq, path.clone()))
+            .collect()
     }
 
     /// Records the zones and lines in use.

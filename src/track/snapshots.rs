@@ -34,8 +34,17 @@ const QUEUE: usize = 4;
 /// A failing disk is logged at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
-/// Object id -> its picture, for `/api/events/{id}/snapshot.jpg`.
-pub type SnapshotIndex = Arc<Mutex<BTreeMap<u64, PathBuf>>>;
+/// The pictures on disk.
+#[derive(Debug, Default)]
+pub struct Pictures {
+    /// Object id -> its picture, for `/api/events/{id}/snapshot.jpg`.
+    pub by_id: BTreeMap<u64, PathBuf>,
+    /// Label -> (sequence number, its newest picture), for MQTT.
+    pub latest: BTreeMap<String, (u64, PathBuf)>,
+    seq: u64,
+}
+
+pub type SnapshotIndex = Arc<Mutex<Pictures>>;
 
 struct Job {
     req: SnapshotRequest,
@@ -156,10 +165,11 @@ fn write_loop(rx: Receiver<Job>, s: SnapshotSettings, index: SnapshotIndex, metr
         match write_atomically(&path, jpeg) {
             Ok(()) => {
                 metrics.snapshots_written.inc();
-                index
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(job.req.id, path);
+                let mut p = index.lock().unwrap_or_else(|e| e.into_inner());
+                p.seq += 1;
+                let seq = p.seq;
+                p.latest.insert(job.req.label.clone(), (seq, path.clone()));
+                p.by_id.insert(job.req.id, path);
             }
             Err(e) => warn(format!("cannot write {}: {e}", path.display())),
         }
@@ -231,9 +241,10 @@ pub fn enforce_retention(s: &SnapshotSettings, index: &SnapshotIndex) -> std::io
         }
         std::fs::remove_file(&path)?;
         let mut idx = index.lock().unwrap_or_else(|e| e.into_inner());
-        if idx.get(&id) == Some(&path) {
-            idx.remove(&id);
+        if idx.by_id.get(&id) == Some(&path) {
+            idx.by_id.remove(&id);
         }
+        idx.latest.retain(|_, (_, p)| *p != path);
     }
     Ok(())
 }
@@ -266,7 +277,7 @@ mod tests {
                 .unwrap()
                 .set_modified(t)
                 .unwrap();
-            index.lock().unwrap().insert(i, p);
+            index.lock().unwrap().by_id.insert(i, p);
         }
         std::fs::write(dir.path().join("notes.jpg"), b"mine").unwrap();
         enforce_retention(&settings(dir.path()), &index).unwrap();
@@ -280,17 +291,20 @@ mod tests {
             ["1002-2-dog.jpg", "1003-3-dog.jpg", "1004-4-dog.jpg", "notes.jpg"]
         );
         assert_eq!(
-            index.lock().unwrap().keys().copied().collect::<Vec<_>>(),
+            index.lock().unwrap().by_id.keys().copied().collect::<Vec<_>>(),
             [2, 3, 4]
         );
 
         let mut s = settings(dir.path());
         s.max_bytes = 150;
         enforce_retention(&s, &index).unwrap();
-        assert_eq!(index.lock().unwrap().keys().copied().collect::<Vec<_>>(), [4]);
+        assert_eq!(
+            index.lock().unwrap().by_id.keys().copied().collect::<Vec<_>>(),
+            [4]
+        );
         s.max_age = Duration::from_secs(10);
         enforce_retention(&s, &index).unwrap();
-        assert!(index.lock().unwrap().is_empty());
+        assert!(index.lock().unwrap().by_id.is_empty());
         assert!(dir.path().join("notes.jpg").exists());
     }
 

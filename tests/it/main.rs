@@ -19,6 +19,7 @@ mod detect_models;
 mod hardening;
 mod http_hardening;
 mod http_server;
+mod mqtt;
 mod sources;
 mod systemd_service;
 mod tracking;

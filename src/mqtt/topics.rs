@@ -1,0 +1,79 @@
+//! Every topic the daemon publishes or reads, in one place.
+
+/// Topic names for one daemon and camera.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    prefix: String,
+    camera: String,
+}
+
+impl Topics {
+    pub fn new(prefix: &str, camera: &str) -> Self {
+        Topics {
+            prefix: prefix.trim_end_matches('/').to_string(),
+            camera: camera.to_string(),
+        }
+    }
+
+    /// `online` / `offline`, retained; the last will says `offline`.
+    pub fn available(&self) -> String {
+        format!("{}/available", self.prefix)
+    }
+
+    /// Object events as JSON.
+    pub fn events(&self) -> String {
+        format!("{}/{}/events", self.prefix, self.camera)
+    }
+
+    /// Objects of `label` tracked now, retained.
+    pub fn count(&self, label: &str) -> String {
+        format!("{}/{}/{label}", self.prefix, self.camera)
+    }
+
+    /// Objects of `label` in `zone` now, retained.
+    pub fn zone_count(&self, zone: &str, label: &str) -> String {
+        format!("{}/{}/{zone}/{label}", self.prefix, self.camera)
+    }
+
+    /// The latest picture of a `label` object (JPEG), retained.
+    pub fn snapshot(&self, label: &str) -> String {
+        format!("{}/{}/{label}/snapshot", self.prefix, self.camera)
+    }
+
+    /// Daemon figures as JSON, every `stats_interval`.
+    pub fn stats(&self) -> String {
+        format!("{}/stats", self.prefix)
+    }
+
+    /// `ON` / `OFF` from outside: inference on or paused.
+    pub fn detect_set(&self) -> String {
+        format!("{}/{}/detect/set", self.prefix, self.camera)
+    }
+
+    /// The detect switch's state, retained.
+    pub fn detect_state(&self) -> String {
+        format!("{}/{}/detect/state", self.prefix, self.camera)
+    }
+
+    pub fn camera(&self) -> &str {
+        &self.camera
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_follow_the_documented_layout() {
+        let t = Topics::new("edgevision/", "garden");
+        assert_eq!(t.available(), "edgevision/available");
+        assert_eq!(t.events(), "edgevision/garden/events");
+        assert_eq!(t.count("person"), "edgevision/garden/person");
+        assert_eq!(t.zone_count("porch", "person"), "edgevision/garden/porch/person");
+        assert_eq!(t.snapshot("dog"), "edgevision/garden/dog/snapshot");
+        assert_eq!(t.stats(), "edgevision/stats");
+        assert_eq!(t.detect_set(), "edgevision/garden/detect/set");
+        assert_eq!(t.detect_state(), "edgevision/garden/detect/state");
+    }
+}
