@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::common;
-use common::daemon::{get, metrics, start, Daemon};
+use common::daemon::{get, metrics, start};
 use common::{metric, wait_for};
 
 /// A mosquitto broker on 127.0.0.1:`port`, killed when dropped.
