@@ -29,6 +29,8 @@ const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$\
 
 /// Every key, written out with its documented default.
 const DEFAULTS: &str = r#"
+name = ""
+
 [source]
 uri = "test:"
 width = 640
@@ -113,6 +115,21 @@ snapshot_max_hours = 168.0
 snapshot_max_megabytes = 500.0
 snapshot_quality = 85
 snapshot_interval = 2.0
+
+[mqtt]
+url = ""
+username = ""
+password = ""
+password_file = ""
+ca_file = ""
+client_id = ""
+topic_prefix = "edgevision"
+discovery = true
+discovery_prefix = "homeassistant"
+qos = 0
+stats_interval = 60.0
+labels = []
+queue = 1000
 "#;
 
 #[test]
@@ -845,4 +862,29 @@ fn config_bad_zones_lines_and_webhooks_name_key_and_line() {
     // An unknown key in a zone is named with its table.
     let e = parse_err(&zone(&format!("{square}\ncolour = \"red\"")));
     assert!(e.to_string().contains("unknown key `colour`"), "{e}");
+}
+
+#[test]
+fn config_bad_mqtt_keys_name_key_and_line() {
+    let cases: &[(&str, &str, usize)] = &[
+        ("[mqtt]\nurl = \"tcp://broker\"\n", "mqtt.url", 2),
+        ("[mqtt]\nurl = \"mqtt://u:p@broker\"\n", "mqtt.url", 2),
+        ("[mqtt]\nurl = \"mqtt://broker\"\nqos = 2\n", "mqtt.qos", 3),
+        ("[mqtt]\nurl = \"mqtt://broker\"\npassword = \"x\"\n", "mqtt.username", 0),
+        ("[mqtt]\nurl = \"mqtt://broker\"\ntopic_prefix = \"a/#\"\n", "mqtt.topic_prefix", 3),
+        ("[mqtt]\nurl = \"mqtt://broker\"\nstats_interval = 0\n", "mqtt.stats_interval", 3),
+        ("name = \"front door\"\n", "name", 1),
+    ];
+    for &(text, key, line) in cases {
+        let e = parse_err(text);
+        assert_eq!(e.key().as_deref(), Some(key), "{text}: {e}");
+        assert_eq!(e.line(), (line > 0).then_some(line), "{text}: {e}");
+    }
+    let cfg = parse("name = \"garden\"\n[mqtt]\nurl = \"mqtts://broker\"\n[detect]\nallow = [\"cat\"]\n").unwrap();
+    let m = cfg.mqtt_settings().unwrap().unwrap();
+    assert_eq!((m.host.as_str(), m.port, m.tls), ("broker", 8883, true));
+    assert_eq!(m.camera, "garden");
+    assert_eq!(m.labels, ["cat"]);
+    assert!(m.client_id.starts_with("edgevision-"));
+    assert!(Config::default().mqtt_settings().unwrap().is_none());
 }
