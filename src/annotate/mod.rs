@@ -3,12 +3,14 @@
 //! [`draw_detections`] outlines every detection in a colour chosen from its
 //! label ([`palette::label_color`]) and puts a filled tag with
 //! `"{label} {score}%"` above the box; [`draw_text_block`] draws a
-//! semi-opaque panel of text lines for status overlays. Text uses the
-//! built-in bitmap font in [`font`]. Nothing here allocates per frame, and
-//! no input (box coordinates, NaN, strings, image size) makes it panic.
+//! semi-opaque panel of text lines for status overlays. Text is drawn
+//! anti-aliased from a TrueType font ([`text`]); without one, boxes are
+//! drawn without tags. Nothing here allocates per frame once the glyphs
+//! are cached, and no input (box coordinates, NaN, strings, image size)
+//! makes it panic.
 
-pub mod font;
 pub mod palette;
+pub mod text;
 
 use image::{Rgb, RgbImage};
 use imageproc::drawing::draw_filled_rect_mut;
@@ -16,43 +18,54 @@ use imageproc::rect::Rect;
 
 use crate::infer::detection::{BBox, Detection};
 
-pub use font::{draw_text, text_height, text_size, text_width};
 pub use palette::{label_color, text_color_on};
+pub use text::{draw_text, line_height, text_width, typeface, use_font, FontError, Typeface};
 
 /// How boxes and text are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AnnotateStyle {
     /// Box outline thickness in pixels (0 is drawn as 1).
     pub line_width: u32,
-    /// Integer font scale: glyphs are 5x9 pixels at 1 (0 is drawn as 1).
-    pub font_scale: u32,
+    /// Font size in pixels (ascender to descender), clamped to
+    /// [`text::MIN_PX`]..=[`text::MAX_PX`].
+    pub text_px: u32,
     /// Append the score as a percentage to each label.
     pub show_score: bool,
 }
 
 impl Default for AnnotateStyle {
-    /// Suits a 640x480 frame: 2 px lines, font scale 2, scores shown.
+    /// Suits a 640x480 frame: 2 px lines, 16 px text, scores shown.
     fn default() -> Self {
         Self {
             line_width: 2,
-            font_scale: 2,
+            text_px: 16,
             show_score: true,
         }
     }
 }
 
 impl AnnotateStyle {
-    /// Line width and font scale for a `width` x `height` frame: one step
-    /// per 240 px of the shorter side, at least 1 (so 320x240 -> 1,
-    /// 640x480 -> 2, 1280x720 -> 3, 1920x1080 -> 4). Scores are shown.
+    /// Sizes for a `width` x `height` frame, from its shorter side: lines
+    /// one pixel per 240 px (at least 1), text a thirtieth of it (at least
+    /// 10 px, which stays legible): 320x240 -> 1 and 10, 640x480 -> 2 and
+    /// 16, 1280x720 -> 3 and 24, 1920x1080 -> 4 and 36. Scores are shown.
     pub fn for_size(width: u32, height: u32) -> Self {
-        let step = (width.min(height) / 240).max(1);
+        let short = width.min(height);
         Self {
-            line_width: step,
-            font_scale: step,
+            line_width: (short / 240).max(1),
+            text_px: (short / 30).max(10),
             show_score: true,
         }
     }
+
+    /// Padding around text in a tag: an eighth of the text size, at least 1.
+    fn pad(&self) -> i64 {
+        (text_px(self) / 8).max(1) as i64
+    }
+}
+
+fn text_px(style: &AnnotateStyle) -> u32 {
+    style.text_px.clamp(text::MIN_PX, text::MAX_PX)
 }
 
 /// Box coordinates beyond this many pixels are clamped before conversion to
@@ -190,21 +203,34 @@ fn tag_position(r: PixRect, tag_w: i64, tag_h: i64, img_w: i64, img_h: i64) -> (
 /// clipped to the image first, so the part of a box reaching past the frame
 /// is outlined along the frame edge. Outlines lie inside the box.
 pub fn draw_detections(img: &mut RgbImage, dets: &[Detection], style: &AnnotateStyle) {
+    draw_detections_with(img, dets, style, typeface());
+}
+
+/// [`draw_detections`] with a given font; `None` draws the boxes only.
+pub fn draw_detections_with(
+    img: &mut RgbImage,
+    dets: &[Detection],
+    style: &AnnotateStyle,
+    font: Option<&Typeface>,
+) {
     let (img_w, img_h) = (img.width(), img.height());
     for det in dets {
         if let Some(r) = PixRect::from_bbox(&det.bbox, img_w, img_h) {
             draw_outline(img, r, style.line_width, label_color(&det.label));
         }
     }
+    let Some(font) = font else {
+        return;
+    };
     for det in dets {
         if let Some(r) = PixRect::from_bbox(&det.bbox, img_w, img_h) {
-            draw_tag(img, r, det, style);
+            draw_tag(img, r, det, style, font);
         }
     }
 }
 
-fn draw_tag(img: &mut RgbImage, r: PixRect, det: &Detection, style: &AnnotateStyle) {
-    let scale = style.font_scale.max(1);
+fn draw_tag(img: &mut RgbImage, r: PixRect, det: &Detection, style: &AnnotateStyle, font: &Typeface) {
+    let px = text_px(style);
     let (suffix_buf, mut suffix_len) = if style.show_score {
         score_suffix(det.score)
     } else {
@@ -219,29 +245,19 @@ fn draw_tag(img: &mut RgbImage, r: PixRect, det: &Detection, style: &AnnotateSty
     }
     let suffix =
         std::str::from_utf8(&suffix_buf[suffix_start..suffix_start + suffix_len]).unwrap_or_default();
-    let label_chars = label.chars().count();
-    let chars = label_chars + suffix.len();
-    if chars == 0 {
+    if label.is_empty() && suffix.is_empty() {
         return;
     }
-    let pad = scale as i64;
-    let text_w = font::width_of_chars(chars, scale) as i64;
-    let text_h = font::text_height(scale) as i64;
+    let parts = [label, suffix];
+    let pad = style.pad();
+    let text_w = font.text_width(&parts, px) as i64;
+    let text_h = font.line_height(px) as i64;
     let (tag_w, tag_h) = (text_w + 2 * pad, text_h + 2 * pad);
     let (x, y) = tag_position(r, tag_w, tag_h, img.width() as i64, img.height() as i64);
 
     let bg = label_color(label);
     fill_rect(img, x, y, x + tag_w, y + tag_h, bg);
-    let fg = text_color_on(bg);
-    let (tx, ty) = (clamp_i32(x + pad), clamp_i32(y + pad));
-    let after_label = draw_text(img, tx, ty, label, scale, fg);
-    if !suffix.is_empty() {
-        draw_text(img, clamp_i32(after_label), ty, suffix, scale, fg);
-    }
-}
-
-fn clamp_i32(v: i64) -> i32 {
-    v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+    font.draw(img, x + pad, y + pad, &parts, px, text_color_on(bg));
 }
 
 /// Panel colour and opacity (out of 255) for [`draw_text_block`].
@@ -249,27 +265,44 @@ const PANEL_COLOR: Rgb<u8> = Rgb([0, 0, 0]);
 const PANEL_ALPHA: u8 = 160;
 
 /// Draws `lines` in white on a semi-opaque dark panel whose top-left corner
-/// is `(x, y)`, at `style.font_scale`. The panel is sized to the widest line
-/// plus padding and clipped to the image; nothing is drawn for no lines.
+/// is `(x, y)`, at `style.text_px`. The panel is sized to the widest line
+/// plus padding and clipped to the image; nothing is drawn for no lines or
+/// without a font.
 pub fn draw_text_block(img: &mut RgbImage, x: i32, y: i32, lines: &[&str], style: &AnnotateStyle) {
+    draw_text_block_with(img, x, y, lines, style, typeface());
+}
+
+/// [`draw_text_block`] with a given font (`None`: nothing is drawn).
+pub fn draw_text_block_with(
+    img: &mut RgbImage,
+    x: i32,
+    y: i32,
+    lines: &[&str],
+    style: &AnnotateStyle,
+    font: Option<&Typeface>,
+) {
+    let Some(font) = font else {
+        return;
+    };
     if lines.is_empty() {
         return;
     }
-    let scale = style.font_scale.max(1);
-    let s = scale as i64;
-    let pad = 2 * s;
-    let line_step = font::LINE_HEIGHT as i64 * s;
+    let px = text_px(style);
+    let pad = 2 * style.pad();
+    let line_h = font.line_height(px) as i64;
+    let gap = style.pad();
+    let line_step = line_h + gap;
     let max_w = lines
         .iter()
-        .map(|l| text_width(l, scale) as i64)
+        .map(|l| font.text_width(&[l], px) as i64)
         .max()
         .unwrap_or(0);
     let n = lines.len() as i64;
     let panel_w = max_w + 2 * pad;
-    // Lines are LINE_HEIGHT apart; the last one needs only GLYPH_H.
+    // Lines are line_step apart; the last one needs no gap below.
     let panel_h = n
         .saturating_mul(line_step)
-        .saturating_sub(s)
+        .saturating_sub(gap)
         .saturating_add(2 * pad);
     let (x, y) = (x as i64, y as i64);
     blend_rect(
@@ -282,14 +315,14 @@ pub fn draw_text_block(img: &mut RgbImage, x: i32, y: i32, lines: &[&str], style
         PANEL_ALPHA,
     );
     let img_h = img.height() as i64;
-    let tx = clamp_i32(x + pad);
+    let tx = x.saturating_add(pad);
     for (i, line) in lines.iter().enumerate() {
         let ly = (i as i64).saturating_mul(line_step).saturating_add(y + pad);
         if ly >= img_h {
             break;
         }
         if ly + line_step > 0 {
-            draw_text(img, tx, clamp_i32(ly), line, scale, palette::WHITE);
+            font.draw(img, tx, ly, &[line], px, palette::WHITE);
         }
     }
 }
@@ -321,14 +354,14 @@ mod tests {
     #[test]
     fn style_defaults_and_size_helper() {
         let d = AnnotateStyle::default();
-        assert_eq!((d.line_width, d.font_scale, d.show_score), (2, 2, true));
+        assert_eq!((d.line_width, d.text_px, d.show_score), (2, 16, true));
         assert_eq!(AnnotateStyle::for_size(640, 480), d);
         let s = AnnotateStyle::for_size(320, 240);
-        assert_eq!((s.line_width, s.font_scale), (1, 1));
+        assert_eq!((s.line_width, s.text_px), (1, 10));
         let s = AnnotateStyle::for_size(1920, 1080);
-        assert_eq!((s.line_width, s.font_scale), (4, 4));
+        assert_eq!((s.line_width, s.text_px), (4, 36));
         let s = AnnotateStyle::for_size(0, 0);
-        assert_eq!((s.line_width, s.font_scale), (1, 1));
+        assert_eq!((s.line_width, s.text_px), (1, 10));
         // Portrait frames are judged by their short side too.
         assert_eq!(AnnotateStyle::for_size(480, 640), d);
     }
@@ -354,7 +387,7 @@ mod tests {
         let mut img = canvas(200, 160);
         let style = AnnotateStyle {
             line_width: 3,
-            font_scale: 1,
+            text_px: 10,
             show_score: true,
         };
         draw_detections(&mut img, &[det("dog", 0.95, 40.0, 60.0, 140.0, 150.0)], &style);
@@ -386,10 +419,10 @@ mod tests {
             assert_eq!(*img.get_pixel(x, y), BG, "untouched at {x},{y}");
         }
         // The tag sits directly above the box, left-aligned with it.
-        let tag_h = text_height(1) + 2;
+        let tag_h = line_height(10) + 2;
         assert_eq!(*img.get_pixel(40, 60 - tag_h), c);
         assert_eq!(*img.get_pixel(40, 60 - tag_h - 1), BG);
-        let tag_w = text_width("dog 95%", 1) + 2;
+        let tag_w = text_width("dog 95%", 10) + 2;
         assert_eq!(*img.get_pixel(40 + tag_w - 1, 59), c);
         assert_eq!(*img.get_pixel(40 + tag_w, 59), BG);
         // And contains text in the contrasting colour.
@@ -405,14 +438,14 @@ mod tests {
     fn label_tag_moves_inside_the_box_at_the_top_edge() {
         let style = AnnotateStyle {
             line_width: 2,
-            font_scale: 2,
+            text_px: 16,
             show_score: true,
         };
         let c = label_color("person");
         for top in [0.0, 5.0, -30.0] {
             let mut img = canvas(160, 120);
             draw_detections(&mut img, &[det("person", 0.5, 10.0, top, 150.0, 110.0)], &style);
-            let tag_h = text_height(2) + 4;
+            let tag_h = line_height(16) + 4;
             let top_px = (top as i64).max(0) as u32;
             // The tag's left column, from the box top down, is tag colour.
             for y in top_px..top_px + tag_h {
@@ -486,17 +519,17 @@ mod tests {
             style,
             AnnotateStyle {
                 line_width: 0,
-                font_scale: 0,
+                text_px: 0,
                 show_score: false,
             },
             AnnotateStyle {
                 line_width: u32::MAX,
-                font_scale: u32::MAX,
+                text_px: u32::MAX,
                 show_score: true,
             },
             AnnotateStyle {
                 line_width: 1000,
-                font_scale: 50,
+                text_px: 50,
                 show_score: true,
             },
         ] {
@@ -520,32 +553,52 @@ mod tests {
     }
 
     #[test]
+    fn without_a_font_boxes_are_drawn_without_tags() {
+        let style = AnnotateStyle::default();
+        let d = [det("dog", 0.95, 40.0, 60.0, 140.0, 150.0)];
+        let mut img = canvas(200, 160);
+        draw_detections_with(&mut img, &d, &style, None);
+        let c = label_color("dog");
+        assert_eq!(*img.get_pixel(90, 60), c);
+        // Nothing above the box: no tag.
+        assert!((0..60).all(|y| (0..200).all(|x| *img.get_pixel(x, y) == BG)));
+        draw_text_block_with(&mut img, 0, 0, &["FPS 30"], &style, None);
+        assert!((0..60).all(|y| (0..200).all(|x| *img.get_pixel(x, y) == BG)));
+    }
+
+    #[test]
     fn text_block_darkens_a_panel_and_writes_white_text() {
         let mut img = RgbImage::from_pixel(120, 80, Rgb([200, 200, 200]));
         let style = AnnotateStyle {
             line_width: 1,
-            font_scale: 1,
+            text_px: 12,
             show_score: true,
         };
         draw_text_block(&mut img, 10, 5, &["FPS 30.0", "lat 12 ms"], &style);
+        // pad = 2 * max(12 / 8, 1), lines line_height apart plus a 1 px gap.
         let pad = 2;
-        let w = text_width("lat 12 ms", 1) + 2 * pad;
-        let h = 2 * 10 - 1 + 2 * pad;
+        let w = text_width("lat 12 ms", 12) + 2 * pad;
+        let h = 2 * line_height(12) + 1 + 2 * pad;
         let (x0, y0) = (10, 5);
-        let (mut dark, mut white) = (0, 0);
+        // 200 blended towards black by 160/255.
+        let panel = ((200 * (255 - 160) + 127) / 255) as u8;
+        let (mut dark, mut white, mut edge) = (0, 0, 0);
         for (x, y, p) in img.enumerate_pixels() {
             let inside = (x0..x0 + w).contains(&x) && (y0..y0 + h).contains(&y);
             if !inside {
                 assert_eq!(p.0, [200, 200, 200], "outside panel at {x},{y}");
             } else if p.0 == [255, 255, 255] {
                 white += 1;
-            } else {
+            } else if p.0 == [panel; 3] {
                 // Semi-opaque: darker than before but not black.
-                assert!(p.0[0] < 120 && p.0[0] > 30, "{p:?} at {x},{y}");
                 dark += 1;
+            } else {
+                // Anti-aliased glyph edges: between the panel and white.
+                assert!(p.0[0] > panel && p.0[0] == p.0[2], "{p:?} at {x},{y}");
+                edge += 1;
             }
         }
-        assert!(white > 40 && dark > white);
+        assert!(white > 40 && edge > 40 && dark > white, "{white} {edge} {dark}");
         // Off-image and degenerate inputs.
         for (x, y) in [
             (-1000, -1000),
@@ -557,7 +610,7 @@ mod tests {
             draw_text_block(&mut img, x, y, &["a", "", "日本"], &style);
         }
         let huge = AnnotateStyle {
-            font_scale: u32::MAX,
+            text_px: u32::MAX,
             ..style
         };
         draw_text_block(&mut img, 0, 0, &["x"; 100], &huge);
@@ -597,16 +650,7 @@ mod tests {
         );
         let all: String = (0x20u8..=0x7e).map(char::from).collect();
         let (a, b) = all.split_at(48);
-        draw_text_block(
-            &mut img,
-            0,
-            420,
-            &[a, b],
-            &AnnotateStyle {
-                font_scale: 1,
-                ..style
-            },
-        );
+        draw_text_block(&mut img, 0, 420, &[a, b], &AnnotateStyle { text_px: 12, ..style });
         let dir = std::env::temp_dir();
         let path = dir.join("edgevision_annotate_demo.png");
         img.save(&path).unwrap();

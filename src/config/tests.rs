@@ -679,3 +679,38 @@ fn config_labels_beside_a_model_other_than_the_default() {
         ModelConfig::default().labels
     );
 }
+
+#[test]
+fn config_stream_font_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m.tflite"), b"x").unwrap();
+    std::fs::write(dir.path().join("notafont.ttf"), b"plain text").unwrap();
+    let file = dir.path().join("c.toml");
+    let write = |font: &str| {
+        std::fs::write(
+            &file,
+            format!("[model]\nlabels = \"\"\npath = \"m.tflite\"\n[stream]\nfont = \"{font}\"\n"),
+        )
+        .unwrap()
+    };
+    write("missing.ttf");
+    let e = Config::load_checked(&file).unwrap_err();
+    assert_eq!(e.key().as_deref(), Some("stream.font"));
+    assert_eq!(e.line(), Some(5));
+    assert!(e.to_string().contains("font file not found"), "{e}");
+    // Next to the config, but not a font.
+    write("notafont.ttf");
+    let e = Config::load_checked(&file).unwrap_err();
+    assert_eq!(e.key().as_deref(), Some("stream.font"));
+    assert!(
+        e.to_string().contains("is not a TrueType or OpenType font"),
+        "{e}"
+    );
+    // Debian's DejaVu (fonts-dejavu-core) loads.
+    write(crate::annotate::text::DEFAULT_FONTS[1]);
+    let cfg = Config::load_checked(&file).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        cfg.stream.font.as_deref(),
+        Some(Path::new(crate::annotate::text::DEFAULT_FONTS[1]))
+    );
+}
