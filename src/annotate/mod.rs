@@ -181,27 +181,197 @@ fn score_suffix(score: f32) -> ([u8; 5], usize) {
     (buf, len + 2)
 }
 
-/// Where the label tag of a box goes: above the box if it fits inside the
-/// image there, otherwise inside the box at its top; shifted left and
-/// up/down as needed to stay inside the image. Returns `(x, y)`.
-fn tag_position(r: PixRect, tag_w: i64, tag_h: i64, img_w: i64, img_h: i64) -> (i64, i64) {
-    let y = if r.y0 - tag_h >= 0 {
-        r.y0 - tag_h
+/// How many boxes and tags the placement of later tags looks at: a frame
+/// with more detections than this places the rest avoiding only these, so
+/// the layout needs no allocation.
+pub const MAX_PLACED: usize = 64;
+
+/// Pixels of overlap between two rectangles (0 when apart or empty).
+fn overlap(a: &PixRect, b: &PixRect) -> i64 {
+    let w = a.x1.min(b.x1) - a.x0.max(b.x0);
+    let h = a.y1.min(b.y1) - a.y0.max(b.y0);
+    if w > 0 && h > 0 {
+        w.saturating_mul(h)
     } else {
-        r.y0.max(0)
-    };
-    let y = y.min(img_h - tag_h).max(0);
+        0
+    }
+}
+
+/// Where the `tag_w` x `tag_h` label tag of box `r` on an `img_w` x
+/// `img_h` frame goes, so that it hides
+/// no other box or label where that can be avoided. Tried in order: above
+/// the box, below it, inside it at its top, each shifted left if needed to
+/// stay in the image; the first that lies inside the image and overlaps
+/// none of `boxes` (except `own`, the box's own index there) and `tags` is
+/// taken. When every one overlaps something, the in-image one with the
+/// least overlap; when none fits in the image (a tag taller than it), the
+/// top of the box, clamped. Returns the tag's rectangle.
+fn place_tag(
+    r: PixRect,
+    (tag_w, tag_h): (i64, i64),
+    (img_w, img_h): (i64, i64),
+    boxes: &[PixRect],
+    own: Option<usize>,
+    tags: &[PixRect],
+) -> PixRect {
     let x = r.x0.min(img_w - tag_w).max(0);
-    (x, y)
+    let at = |y: i64| PixRect {
+        x0: x,
+        y0: y,
+        x1: x.saturating_add(tag_w),
+        y1: y.saturating_add(tag_h),
+    };
+    let mut best: Option<(i64, PixRect)> = None;
+    for y in [r.y0.saturating_sub(tag_h), r.y1, r.y0] {
+        if y < 0 || y.saturating_add(tag_h) > img_h {
+            continue;
+        }
+        let cand = at(y);
+        let covered: i64 = boxes
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| Some(i) != own)
+            .map(|(_, b)| overlap(&cand, b))
+            .chain(tags.iter().map(|t| overlap(&cand, t)))
+            .fold(0, i64::saturating_add);
+        if covered == 0 {
+            return cand;
+        }
+        if best.is_none_or(|(c, _)| covered < c) {
+            best = Some((covered, cand));
+        }
+    }
+    match best {
+        Some((_, cand)) => cand,
+        None => at(r.y0.min(img_h - tag_h).max(0)),
+    }
+}
+
+/// The text of a detection's tag, `"{label}"` and `" {score}%"`, and the
+/// stack buffer the score is written to.
+struct TagText<'a> {
+    label: &'a str,
+    suffix: ([u8; 5], usize, usize),
+}
+
+impl<'a> TagText<'a> {
+    fn new(det: &'a Detection, style: &AnnotateStyle) -> Self {
+        let (buf, mut len) = if style.show_score {
+            score_suffix(det.score)
+        } else {
+            ([0; 5], 0)
+        };
+        // Without a label the suffix loses its leading space.
+        let label = det.label.as_str();
+        let mut start = 0;
+        if label.is_empty() && len > 0 {
+            start = 1;
+            len -= 1;
+        }
+        Self {
+            label,
+            suffix: (buf, start, len),
+        }
+    }
+
+    fn parts(&self) -> [&str; 2] {
+        let (buf, start, len) = &self.suffix;
+        let suffix = std::str::from_utf8(&buf[*start..*start + *len]).unwrap_or_default();
+        [self.label, suffix]
+    }
+}
+
+/// Lays out the tags of `dets` on a `img_w` x `img_h` frame, in order
+/// (earlier detections get the first choice), and calls `f` with each
+/// detection, its tag's rectangle and text. Detections without a visible
+/// box or text get no tag.
+fn layout_tags(
+    img_w: u32,
+    img_h: u32,
+    dets: &[Detection],
+    style: &AnnotateStyle,
+    font: &Typeface,
+    mut f: impl FnMut(usize, &Detection, PixRect, [&str; 2]),
+) {
+    let empty = PixRect {
+        x0: 0,
+        y0: 0,
+        x1: 0,
+        y1: 0,
+    };
+    let mut boxes = [empty; MAX_PLACED];
+    let mut n_boxes = 0;
+    for det in dets {
+        if n_boxes == MAX_PLACED {
+            break;
+        }
+        if let Some(r) = PixRect::from_bbox(&det.bbox, img_w, img_h) {
+            boxes[n_boxes] = r;
+            n_boxes += 1;
+        }
+    }
+    let mut tags = [empty; MAX_PLACED];
+    let mut n_tags = 0;
+    let mut box_idx = 0;
+    let px = text_px(style);
+    let pad = style.pad();
+    let text_h = font.line_height(px) as i64;
+    for (i, det) in dets.iter().enumerate() {
+        let Some(r) = PixRect::from_bbox(&det.bbox, img_w, img_h) else {
+            continue;
+        };
+        let own = (box_idx < n_boxes).then_some(box_idx);
+        box_idx += 1;
+        let text = TagText::new(det, style);
+        let parts = text.parts();
+        if parts.iter().all(|p| p.is_empty()) {
+            continue;
+        }
+        let text_w = font.text_width(&parts, px) as i64;
+        let (tag_w, tag_h) = (text_w + 2 * pad, text_h + 2 * pad);
+        let tag = place_tag(
+            r,
+            (tag_w, tag_h),
+            (img_w as i64, img_h as i64),
+            &boxes[..n_boxes],
+            own,
+            &tags[..n_tags],
+        );
+        if n_tags < MAX_PLACED {
+            tags[n_tags] = tag;
+            n_tags += 1;
+        }
+        f(i, det, tag, parts);
+    }
+}
+
+/// The rectangle (`[left, top, right, bottom)`, pixels) of each visible
+/// detection's label tag on a `width` x `height` frame, as
+/// [`draw_detections`] places them with `font`; `None` for a detection
+/// that gets no tag. For tests and tools: it allocates.
+pub fn tag_rects(
+    width: u32,
+    height: u32,
+    dets: &[Detection],
+    style: &AnnotateStyle,
+    font: &Typeface,
+) -> Vec<Option<[i64; 4]>> {
+    let mut out = vec![None; dets.len()];
+    layout_tags(width, height, dets, style, font, |i, _, t, _| {
+        out[i] = Some([t.x0, t.y0, t.x1, t.y1]);
+    });
+    out
 }
 
 /// Draws every detection: a `style.line_width` outline in the label's
 /// colour, then (after all outlines, so no outline covers a tag) a filled
-/// tag above each box with `"{label} {score}%"` in black or white, whichever
-/// reads better on the tag colour. Boxes with NaN coordinates, zero or
-/// negative size, or entirely outside the image are skipped; the rest are
-/// clipped to the image first, so the part of a box reaching past the frame
-/// is outlined along the frame edge. Outlines lie inside the box.
+/// tag with `"{label} {score}%"` in black or white, whichever reads better
+/// on the tag colour. The tag goes above the box, else below, else inside
+/// its top, whichever first hides no other box or tag ([`place_tag`]).
+/// Boxes with NaN coordinates, zero or negative size, or entirely outside
+/// the image are skipped; the rest are clipped to the image first, so the
+/// part of a box reaching past the frame is outlined along the frame edge.
+/// Outlines lie inside the box.
 pub fn draw_detections(img: &mut RgbImage, dets: &[Detection], style: &AnnotateStyle) {
     draw_detections_with(img, dets, style, typeface());
 }
@@ -222,42 +392,13 @@ pub fn draw_detections_with(
     let Some(font) = font else {
         return;
     };
-    for det in dets {
-        if let Some(r) = PixRect::from_bbox(&det.bbox, img_w, img_h) {
-            draw_tag(img, r, det, style, font);
-        }
-    }
-}
-
-fn draw_tag(img: &mut RgbImage, r: PixRect, det: &Detection, style: &AnnotateStyle, font: &Typeface) {
     let px = text_px(style);
-    let (suffix_buf, mut suffix_len) = if style.show_score {
-        score_suffix(det.score)
-    } else {
-        ([0; 5], 0)
-    };
-    // Without a label the suffix loses its leading space.
-    let label = det.label.as_str();
-    let mut suffix_start = 0;
-    if label.is_empty() && suffix_len > 0 {
-        suffix_start = 1;
-        suffix_len -= 1;
-    }
-    let suffix =
-        std::str::from_utf8(&suffix_buf[suffix_start..suffix_start + suffix_len]).unwrap_or_default();
-    if label.is_empty() && suffix.is_empty() {
-        return;
-    }
-    let parts = [label, suffix];
     let pad = style.pad();
-    let text_w = font.text_width(&parts, px) as i64;
-    let text_h = font.line_height(px) as i64;
-    let (tag_w, tag_h) = (text_w + 2 * pad, text_h + 2 * pad);
-    let (x, y) = tag_position(r, tag_w, tag_h, img.width() as i64, img.height() as i64);
-
-    let bg = label_color(label);
-    fill_rect(img, x, y, x + tag_w, y + tag_h, bg);
-    font.draw(img, x + pad, y + pad, &parts, px, text_color_on(bg));
+    layout_tags(img_w, img_h, dets, style, font, |_, det, t, parts| {
+        let bg = label_color(&det.label);
+        fill_rect(img, t.x0, t.y0, t.x1, t.y1, bg);
+        font.draw(img, t.x0 + pad, t.y0 + pad, &parts, px, text_color_on(bg));
+    });
 }
 
 /// Panel colour and opacity (out of 255) for [`draw_text_block`].
@@ -458,32 +599,96 @@ mod tests {
         }
     }
 
+    fn rect(x0: i64, y0: i64, x1: i64, y1: i64) -> PixRect {
+        PixRect { x0, y0, x1, y1 }
+    }
+
     #[test]
-    fn tag_position_rules() {
-        let r = PixRect {
-            x0: 50,
-            y0: 40,
-            x1: 90,
-            y1: 80,
+    fn place_tag_alone_follows_the_frame() {
+        let r = rect(50, 40, 90, 80);
+        let place = |r, w, h| {
+            let t = place_tag(r, (w, h), (200, 100), &[r], Some(0), &[]);
+            (t.x0, t.y0, t.x1 - t.x0, t.y1 - t.y0)
         };
-        assert_eq!(tag_position(r, 30, 12, 200, 100), (50, 28)); // above
-        assert_eq!(tag_position(r, 30, 50, 200, 100), (50, 40)); // no room: inside
-        assert_eq!(tag_position(r, 170, 12, 200, 100), (30, 28)); // pushed left
-        assert_eq!(tag_position(r, 300, 12, 200, 100), (0, 28)); // wider than image
-        let low = PixRect {
-            x0: 0,
-            y0: 95,
-            x1: 10,
-            y1: 120,
-        };
-        assert_eq!(tag_position(low, 30, 12, 200, 100), (0, 83));
-        let out = PixRect {
-            x0: -20,
-            y0: -20,
-            x1: 10,
-            y1: 10,
-        };
-        assert_eq!(tag_position(out, 30, 12, 200, 100), (0, 0));
+        assert_eq!(place(r, 30, 12), (50, 28, 30, 12)); // above
+        assert_eq!(place(r, 170, 12), (30, 28, 170, 12)); // pushed left
+        assert_eq!(place(r, 300, 12), (0, 28, 300, 12)); // wider than image
+                                                         // No room above: below; no room below either: inside the top.
+        assert_eq!(place(rect(0, 5, 10, 60), 30, 12), (0, 60, 30, 12));
+        assert_eq!(place(rect(0, 5, 10, 95), 30, 12), (0, 5, 30, 12));
+        // Taller than any place in the frame: at the top of the box, clamped.
+        assert_eq!(place(rect(0, 95, 10, 120), 30, 120), (0, 0, 30, 120));
+        assert_eq!(place(rect(-20, -20, 10, 10), 30, 12), (0, 10, 30, 12));
+    }
+
+    #[test]
+    fn place_tag_avoids_other_boxes_and_tags() {
+        let (w, h) = (300, 200);
+        let me = rect(100, 50, 160, 150);
+        // A box just above: the tag goes below mine.
+        let above = rect(90, 20, 200, 45);
+        let t = place_tag(me, (40, 12), (w, h), &[above, me], Some(1), &[]);
+        assert_eq!((t.x0, t.y0), (100, 150));
+        // Boxes above and below: inside the top of mine.
+        let below = rect(80, 155, 170, 190);
+        let t = place_tag(me, (40, 12), (w, h), &[above, me, below], Some(1), &[]);
+        assert_eq!((t.x0, t.y0), (100, 50));
+        // An earlier tag counts like a box.
+        let tag = rect(95, 30, 140, 45);
+        let t = place_tag(me, (40, 12), (w, h), &[me], Some(0), &[tag]);
+        assert_eq!((t.x0, t.y0), (100, 150));
+        // Everything taken: the least covered place (inside: only a sliver
+        // of the box that reaches into mine).
+        let inside_corner = rect(130, 55, 170, 70);
+        let t = place_tag(
+            me,
+            (40, 12),
+            (w, h),
+            &[above, me, below, inside_corner],
+            Some(1),
+            &[],
+        );
+        assert_eq!((t.x0, t.y0), (100, 50), "{t:?}");
+        // My own box never counts; a box that only touches does not either.
+        let touching = rect(100, 0, 200, 38);
+        let t = place_tag(me, (40, 12), (w, h), &[me, touching], Some(0), &[]);
+        assert_eq!((t.x0, t.y0), (100, 38));
+        // Nested in a big box: every place overlaps it equally; above wins.
+        let big = rect(0, 0, 300, 200);
+        let t = place_tag(me, (40, 12), (w, h), &[big, me], Some(1), &[]);
+        assert_eq!((t.x0, t.y0), (100, 38));
+    }
+
+    #[test]
+    fn drawn_tags_do_not_cover_a_neighbour() {
+        let font = typeface().expect("fonts-dejavu-core (scripts/deps)");
+        let style = AnnotateStyle::default();
+        // A person, and a bicycle's box just above where the person's tag
+        // would go: that tag moves below the person.
+        let dets = [
+            det("person", 0.9, 100.0, 120.0, 200.0, 300.0),
+            det("bicycle", 0.8, 150.0, 95.0, 260.0, 118.0),
+        ];
+        let tags = tag_rects(640, 480, &dets, &style, font);
+        let t0 = tags[0].expect("a tag");
+        assert_eq!((t0[0], t0[1]), (100, 300), "{tags:?}");
+        let mut img = canvas(640, 480);
+        draw_detections(&mut img, &dets, &style);
+        let c = label_color("person");
+        assert_eq!(*img.get_pixel(100, 300), c);
+        assert_eq!(*img.get_pixel(101, t0[3] as u32 - 1), c);
+        // The bicycle's outline is intact where the tag would have been.
+        let b = label_color("bicycle");
+        assert_ne!(b, c);
+        for x in 150..200 {
+            assert_eq!(*img.get_pixel(x, 117), b, "x {x}");
+        }
+        // Boxes that are skipped get no tag; empty text neither.
+        let more = [
+            det("nan", 0.9, f32::NAN, 0.0, 1.0, 1.0),
+            det("", f32::NAN, 10.0, 10.0, 50.0, 50.0),
+        ];
+        assert_eq!(tag_rects(640, 480, &more, &style, font), vec![None, None]);
     }
 
     #[test]
