@@ -25,7 +25,8 @@
 #   /etc/edgevision/edgevision.toml                (never overwritten)
 #   /etc/systemd/system/edgevision.service
 # and creates the system user `edgevision` (group video). Paths in the
-# config and the unit are written for PREFIX.
+# config and the unit are written for PREFIX. The labels' font comes from
+# the system (Debian's fonts-dejavu-core; a note says when it is missing).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -47,7 +48,7 @@ while [[ $# -gt 0 ]]; do
         --binary=*) BINARY="${1#*=}" ;;
         --uninstall) MODE=uninstall ;;
         --purge) PURGE=1 ;;
-        -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -188,3 +189,6 @@ if [[ "$LIVE" == 1 ]]; then
     fi
 fi
 say "installed edgevision ($ARCH) under $DESTDIR$PREFIX; config $CONF"
+# The labels' font is the system's (stream.font), not installed here.
+[[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ]] ||
+    say "note: DejaVu Sans is missing, so boxes are drawn without labels: apt-get install fonts-dejavu-core (or set stream.font)"

@@ -3,12 +3,14 @@
 //! [`draw_detections`] outlines every detection in a colour chosen from its
 //! label ([`palette::label_color`]) and puts a filled tag with
 //! `"{label} {score}%"` above the box; [`draw_text_block`] draws a
-//! semi-opaque panel of text lines for status overlays. Text uses the
-//! built-in bitmap font in [`font`]. Nothing here allocates per frame, and
-//! no input (box coordinates, NaN, strings, image size) makes it panic.
+//! semi-opaque panel of text lines for status overlays. Text is drawn
+//! anti-aliased from a TrueType font ([`text`]); without one, boxes are
+//! drawn without tags. Nothing here allocates per frame once the glyphs
+//! are cached, and no input (box coordinates, NaN, strings, image size)
+//! makes it panic.
 
-pub mod font;
 pub mod palette;
+pub mod text;
 
 use image::{Rgb, RgbImage};
 use imageproc::drawing::draw_filled_rect_mut;
@@ -16,43 +18,54 @@ use imageproc::rect::Rect;
 
 use crate::infer::detection::{BBox, Detection};
 
-pub use font::{draw_text, text_height, text_size, text_width};
 pub use palette::{label_color, text_color_on};
+pub use text::{draw_text, line_height, text_width, typeface, use_font, FontError, Typeface};
 
 /// How boxes and text are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AnnotateStyle {
     /// Box outline thickness in pixels (0 is drawn as 1).
     pub line_width: u32,
-    /// Integer font scale: glyphs are 5x9 pixels at 1 (0 is drawn as 1).
-    pub font_scale: u32,
+    /// Font size in pixels (ascender to descender), clamped to
+    /// [`text::MIN_PX`]..=[`text::MAX_PX`].
+    pub text_px: u32,
     /// Append the score as a percentage to each label.
     pub show_score: bool,
 }
 
 impl Default for AnnotateStyle {
-    /// Suits a 640x480 frame: 2 px lines, font scale 2, scores shown.
+    /// Suits a 640x480 frame: 2 px lines, 16 px text, scores shown.
     fn default() -> Self {
         Self {
             line_width: 2,
-            font_scale: 2,
+            text_px: 16,
             show_score: true,
         }
     }
 }
 
 impl AnnotateStyle {
-    /// Line width and font scale for a `width` x `height` frame: one step
-    /// per 240 px of the shorter side, at least 1 (so 320x240 -> 1,
-    /// 640x480 -> 2, 1280x720 -> 3, 1920x1080 -> 4). Scores are shown.
+    /// Sizes for a `width` x `height` frame, from its shorter side: lines
+    /// one pixel per 240 px (at least 1), text a thirtieth of it (at least
+    /// 10 px, which stays legible): 320x240 -> 1 and 10, 640x480 -> 2 and
+    /// 16, 1280x720 -> 3 and 24, 1920x1080 -> 4 and 36. Scores are shown.
     pub fn for_size(width: u32, height: u32) -> Self {
-        let step = (width.min(height) / 240).max(1);
+        let short = width.min(height);
         Self {
-            line_width: step,
-            font_scale: step,
+            line_width: (short / 240).max(1),
+            text_px: (short / 30).max(10),
             show_score: true,
         }
     }
+
+    /// Padding around text in a tag: an eighth of the text size, at least 1.
+    fn pad(&self) -> i64 {
+        (text_px(self) / 8).max(1) as i64
+    }
+}
+
+fn text_px(style: &AnnotateStyle) -> u32 {
+    style.text_px.clamp(text::MIN_PX, text::MAX_PX)
 }
 
 /// Box coordinates beyond this many pixels are clamped before conversion to
@@ -168,80 +181,224 @@ fn score_suffix(score: f32) -> ([u8; 5], usize) {
     (buf, len + 2)
 }
 
-/// Where the label tag of a box goes: above the box if it fits inside the
-/// image there, otherwise inside the box at its top; shifted left and
-/// up/down as needed to stay inside the image. Returns `(x, y)`.
-fn tag_position(r: PixRect, tag_w: i64, tag_h: i64, img_w: i64, img_h: i64) -> (i64, i64) {
-    let y = if r.y0 - tag_h >= 0 {
-        r.y0 - tag_h
+/// How many boxes and tags the placement of later tags looks at: a frame
+/// with more detections than this places the rest avoiding only these, so
+/// the layout needs no allocation.
+pub const MAX_PLACED: usize = 64;
+
+/// Pixels of overlap between two rectangles (0 when apart or empty).
+fn overlap(a: &PixRect, b: &PixRect) -> i64 {
+    let w = a.x1.min(b.x1) - a.x0.max(b.x0);
+    let h = a.y1.min(b.y1) - a.y0.max(b.y0);
+    if w > 0 && h > 0 {
+        w.saturating_mul(h)
     } else {
-        r.y0.max(0)
-    };
-    let y = y.min(img_h - tag_h).max(0);
+        0
+    }
+}
+
+/// Where the `tag_w` x `tag_h` label tag of box `r` on an `img_w` x
+/// `img_h` frame goes, so that it hides
+/// no other box or label where that can be avoided. Tried in order: above
+/// the box, below it, inside it at its top, each shifted left if needed to
+/// stay in the image; the first that lies inside the image and overlaps
+/// none of `boxes` (except `own`, the box's own index there) and `tags` is
+/// taken. When every one overlaps something, the in-image one with the
+/// least overlap; when none fits in the image (a tag taller than it), the
+/// top of the box, clamped. Returns the tag's rectangle.
+fn place_tag(
+    r: PixRect,
+    (tag_w, tag_h): (i64, i64),
+    (img_w, img_h): (i64, i64),
+    boxes: &[PixRect],
+    own: Option<usize>,
+    tags: &[PixRect],
+) -> PixRect {
     let x = r.x0.min(img_w - tag_w).max(0);
-    (x, y)
+    let at = |y: i64| PixRect {
+        x0: x,
+        y0: y,
+        x1: x.saturating_add(tag_w),
+        y1: y.saturating_add(tag_h),
+    };
+    let mut best: Option<(i64, PixRect)> = None;
+    for y in [r.y0.saturating_sub(tag_h), r.y1, r.y0] {
+        if y < 0 || y.saturating_add(tag_h) > img_h {
+            continue;
+        }
+        let cand = at(y);
+        let covered: i64 = boxes
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| Some(i) != own)
+            .map(|(_, b)| overlap(&cand, b))
+            .chain(tags.iter().map(|t| overlap(&cand, t)))
+            .fold(0, i64::saturating_add);
+        if covered == 0 {
+            return cand;
+        }
+        if best.is_none_or(|(c, _)| covered < c) {
+            best = Some((covered, cand));
+        }
+    }
+    match best {
+        Some((_, cand)) => cand,
+        None => at(r.y0.min(img_h - tag_h).max(0)),
+    }
+}
+
+/// The text of a detection's tag, `"{label}"` and `" {score}%"`, and the
+/// stack buffer the score is written to.
+struct TagText<'a> {
+    label: &'a str,
+    suffix: ([u8; 5], usize, usize),
+}
+
+impl<'a> TagText<'a> {
+    fn new(det: &'a Detection, style: &AnnotateStyle) -> Self {
+        let (buf, mut len) = if style.show_score {
+            score_suffix(det.score)
+        } else {
+            ([0; 5], 0)
+        };
+        // Without a label the suffix loses its leading space.
+        let label = det.label.as_str();
+        let mut start = 0;
+        if label.is_empty() && len > 0 {
+            start = 1;
+            len -= 1;
+        }
+        Self {
+            label,
+            suffix: (buf, start, len),
+        }
+    }
+
+    fn parts(&self) -> [&str; 2] {
+        let (buf, start, len) = &self.suffix;
+        let suffix = std::str::from_utf8(&buf[*start..*start + *len]).unwrap_or_default();
+        [self.label, suffix]
+    }
+}
+
+/// Lays out the tags of `dets` on a `img_w` x `img_h` frame, in order
+/// (earlier detections get the first choice), and calls `f` with each
+/// detection, its tag's rectangle and text. Detections without a visible
+/// box or text get no tag.
+fn layout_tags(
+    img_w: u32,
+    img_h: u32,
+    dets: &[Detection],
+    style: &AnnotateStyle,
+    font: &Typeface,
+    mut f: impl FnMut(usize, &Detection, PixRect, [&str; 2]),
+) {
+    let empty = PixRect {
+        x0: 0,
+        y0: 0,
+        x1: 0,
+        y1: 0,
+    };
+    let mut boxes = [empty; MAX_PLACED];
+    let mut n_boxes = 0;
+    for det in dets {
+        if n_boxes == MAX_PLACED {
+            break;
+        }
+        if let Some(r) = PixRect::from_bbox(&det.bbox, img_w, img_h) {
+            boxes[n_boxes] = r;
+            n_boxes += 1;
+        }
+    }
+    let mut tags = [empty; MAX_PLACED];
+    let mut n_tags = 0;
+    let mut box_idx = 0;
+    let px = text_px(style);
+    let pad = style.pad();
+    let text_h = font.line_height(px) as i64;
+    for (i, det) in dets.iter().enumerate() {
+        let Some(r) = PixRect::from_bbox(&det.bbox, img_w, img_h) else {
+            continue;
+        };
+        let own = (box_idx < n_boxes).then_some(box_idx);
+        box_idx += 1;
+        let text = TagText::new(det, style);
+        let parts = text.parts();
+        if parts.iter().all(|p| p.is_empty()) {
+            continue;
+        }
+        let text_w = font.text_width(&parts, px) as i64;
+        let (tag_w, tag_h) = (text_w + 2 * pad, text_h + 2 * pad);
+        let tag = place_tag(
+            r,
+            (tag_w, tag_h),
+            (img_w as i64, img_h as i64),
+            &boxes[..n_boxes],
+            own,
+            &tags[..n_tags],
+        );
+        if n_tags < MAX_PLACED {
+            tags[n_tags] = tag;
+            n_tags += 1;
+        }
+        f(i, det, tag, parts);
+    }
+}
+
+/// The rectangle (`[left, top, right, bottom)`, pixels) of each visible
+/// detection's label tag on a `width` x `height` frame, as
+/// [`draw_detections`] places them with `font`; `None` for a detection
+/// that gets no tag. For tests and tools: it allocates.
+pub fn tag_rects(
+    width: u32,
+    height: u32,
+    dets: &[Detection],
+    style: &AnnotateStyle,
+    font: &Typeface,
+) -> Vec<Option<[i64; 4]>> {
+    let mut out = vec![None; dets.len()];
+    layout_tags(width, height, dets, style, font, |i, _, t, _| {
+        out[i] = Some([t.x0, t.y0, t.x1, t.y1]);
+    });
+    out
 }
 
 /// Draws every detection: a `style.line_width` outline in the label's
 /// colour, then (after all outlines, so no outline covers a tag) a filled
-/// tag above each box with `"{label} {score}%"` in black or white, whichever
-/// reads better on the tag colour. Boxes with NaN coordinates, zero or
-/// negative size, or entirely outside the image are skipped; the rest are
-/// clipped to the image first, so the part of a box reaching past the frame
-/// is outlined along the frame edge. Outlines lie inside the box.
+/// tag with `"{label} {score}%"` in black or white, whichever reads better
+/// on the tag colour. The tag goes above the box, else below, else inside
+/// its top, whichever first hides no other box or tag ([`place_tag`]).
+/// Boxes with NaN coordinates, zero or negative size, or entirely outside
+/// the image are skipped; the rest are clipped to the image first, so the
+/// part of a box reaching past the frame is outlined along the frame edge.
+/// Outlines lie inside the box.
 pub fn draw_detections(img: &mut RgbImage, dets: &[Detection], style: &AnnotateStyle) {
+    draw_detections_with(img, dets, style, typeface());
+}
+
+/// [`draw_detections`] with a given font; `None` draws the boxes only.
+pub fn draw_detections_with(
+    img: &mut RgbImage,
+    dets: &[Detection],
+    style: &AnnotateStyle,
+    font: Option<&Typeface>,
+) {
     let (img_w, img_h) = (img.width(), img.height());
     for det in dets {
         if let Some(r) = PixRect::from_bbox(&det.bbox, img_w, img_h) {
             draw_outline(img, r, style.line_width, label_color(&det.label));
         }
     }
-    for det in dets {
-        if let Some(r) = PixRect::from_bbox(&det.bbox, img_w, img_h) {
-            draw_tag(img, r, det, style);
-        }
-    }
-}
-
-fn draw_tag(img: &mut RgbImage, r: PixRect, det: &Detection, style: &AnnotateStyle) {
-    let scale = style.font_scale.max(1);
-    let (suffix_buf, mut suffix_len) = if style.show_score {
-        score_suffix(det.score)
-    } else {
-        ([0; 5], 0)
-    };
-    // Without a label the suffix loses its leading space.
-    let label = det.label.as_str();
-    let mut suffix_start = 0;
-    if label.is_empty() && suffix_len > 0 {
-        suffix_start = 1;
-        suffix_len -= 1;
-    }
-    let suffix =
-        std::str::from_utf8(&suffix_buf[suffix_start..suffix_start + suffix_len]).unwrap_or_default();
-    let label_chars = label.chars().count();
-    let chars = label_chars + suffix.len();
-    if chars == 0 {
+    let Some(font) = font else {
         return;
-    }
-    let pad = scale as i64;
-    let text_w = font::width_of_chars(chars, scale) as i64;
-    let text_h = font::text_height(scale) as i64;
-    let (tag_w, tag_h) = (text_w + 2 * pad, text_h + 2 * pad);
-    let (x, y) = tag_position(r, tag_w, tag_h, img.width() as i64, img.height() as i64);
-
-    let bg = label_color(label);
-    fill_rect(img, x, y, x + tag_w, y + tag_h, bg);
-    let fg = text_color_on(bg);
-    let (tx, ty) = (clamp_i32(x + pad), clamp_i32(y + pad));
-    let after_label = draw_text(img, tx, ty, label, scale, fg);
-    if !suffix.is_empty() {
-        draw_text(img, clamp_i32(after_label), ty, suffix, scale, fg);
-    }
-}
-
-fn clamp_i32(v: i64) -> i32 {
-    v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+    };
+    let px = text_px(style);
+    let pad = style.pad();
+    layout_tags(img_w, img_h, dets, style, font, |_, det, t, parts| {
+        let bg = label_color(&det.label);
+        fill_rect(img, t.x0, t.y0, t.x1, t.y1, bg);
+        font.draw(img, t.x0 + pad, t.y0 + pad, &parts, px, text_color_on(bg));
+    });
 }
 
 /// Panel colour and opacity (out of 255) for [`draw_text_block`].
@@ -249,27 +406,44 @@ const PANEL_COLOR: Rgb<u8> = Rgb([0, 0, 0]);
 const PANEL_ALPHA: u8 = 160;
 
 /// Draws `lines` in white on a semi-opaque dark panel whose top-left corner
-/// is `(x, y)`, at `style.font_scale`. The panel is sized to the widest line
-/// plus padding and clipped to the image; nothing is drawn for no lines.
+/// is `(x, y)`, at `style.text_px`. The panel is sized to the widest line
+/// plus padding and clipped to the image; nothing is drawn for no lines or
+/// without a font.
 pub fn draw_text_block(img: &mut RgbImage, x: i32, y: i32, lines: &[&str], style: &AnnotateStyle) {
+    draw_text_block_with(img, x, y, lines, style, typeface());
+}
+
+/// [`draw_text_block`] with a given font (`None`: nothing is drawn).
+pub fn draw_text_block_with(
+    img: &mut RgbImage,
+    x: i32,
+    y: i32,
+    lines: &[&str],
+    style: &AnnotateStyle,
+    font: Option<&Typeface>,
+) {
+    let Some(font) = font else {
+        return;
+    };
     if lines.is_empty() {
         return;
     }
-    let scale = style.font_scale.max(1);
-    let s = scale as i64;
-    let pad = 2 * s;
-    let line_step = font::LINE_HEIGHT as i64 * s;
+    let px = text_px(style);
+    let pad = 2 * style.pad();
+    let line_h = font.line_height(px) as i64;
+    let gap = style.pad();
+    let line_step = line_h + gap;
     let max_w = lines
         .iter()
-        .map(|l| text_width(l, scale) as i64)
+        .map(|l| font.text_width(&[l], px) as i64)
         .max()
         .unwrap_or(0);
     let n = lines.len() as i64;
     let panel_w = max_w + 2 * pad;
-    // Lines are LINE_HEIGHT apart; the last one needs only GLYPH_H.
+    // Lines are line_step apart; the last one needs no gap below.
     let panel_h = n
         .saturating_mul(line_step)
-        .saturating_sub(s)
+        .saturating_sub(gap)
         .saturating_add(2 * pad);
     let (x, y) = (x as i64, y as i64);
     blend_rect(
@@ -282,14 +456,14 @@ pub fn draw_text_block(img: &mut RgbImage, x: i32, y: i32, lines: &[&str], style
         PANEL_ALPHA,
     );
     let img_h = img.height() as i64;
-    let tx = clamp_i32(x + pad);
+    let tx = x.saturating_add(pad);
     for (i, line) in lines.iter().enumerate() {
         let ly = (i as i64).saturating_mul(line_step).saturating_add(y + pad);
         if ly >= img_h {
             break;
         }
         if ly + line_step > 0 {
-            draw_text(img, tx, clamp_i32(ly), line, scale, palette::WHITE);
+            font.draw(img, tx, ly, &[line], px, palette::WHITE);
         }
     }
 }
@@ -321,14 +495,14 @@ mod tests {
     #[test]
     fn style_defaults_and_size_helper() {
         let d = AnnotateStyle::default();
-        assert_eq!((d.line_width, d.font_scale, d.show_score), (2, 2, true));
+        assert_eq!((d.line_width, d.text_px, d.show_score), (2, 16, true));
         assert_eq!(AnnotateStyle::for_size(640, 480), d);
         let s = AnnotateStyle::for_size(320, 240);
-        assert_eq!((s.line_width, s.font_scale), (1, 1));
+        assert_eq!((s.line_width, s.text_px), (1, 10));
         let s = AnnotateStyle::for_size(1920, 1080);
-        assert_eq!((s.line_width, s.font_scale), (4, 4));
+        assert_eq!((s.line_width, s.text_px), (4, 36));
         let s = AnnotateStyle::for_size(0, 0);
-        assert_eq!((s.line_width, s.font_scale), (1, 1));
+        assert_eq!((s.line_width, s.text_px), (1, 10));
         // Portrait frames are judged by their short side too.
         assert_eq!(AnnotateStyle::for_size(480, 640), d);
     }
@@ -354,7 +528,7 @@ mod tests {
         let mut img = canvas(200, 160);
         let style = AnnotateStyle {
             line_width: 3,
-            font_scale: 1,
+            text_px: 10,
             show_score: true,
         };
         draw_detections(&mut img, &[det("dog", 0.95, 40.0, 60.0, 140.0, 150.0)], &style);
@@ -386,10 +560,10 @@ mod tests {
             assert_eq!(*img.get_pixel(x, y), BG, "untouched at {x},{y}");
         }
         // The tag sits directly above the box, left-aligned with it.
-        let tag_h = text_height(1) + 2;
+        let tag_h = line_height(10) + 2;
         assert_eq!(*img.get_pixel(40, 60 - tag_h), c);
         assert_eq!(*img.get_pixel(40, 60 - tag_h - 1), BG);
-        let tag_w = text_width("dog 95%", 1) + 2;
+        let tag_w = text_width("dog 95%", 10) + 2;
         assert_eq!(*img.get_pixel(40 + tag_w - 1, 59), c);
         assert_eq!(*img.get_pixel(40 + tag_w, 59), BG);
         // And contains text in the contrasting colour.
@@ -405,14 +579,14 @@ mod tests {
     fn label_tag_moves_inside_the_box_at_the_top_edge() {
         let style = AnnotateStyle {
             line_width: 2,
-            font_scale: 2,
+            text_px: 16,
             show_score: true,
         };
         let c = label_color("person");
         for top in [0.0, 5.0, -30.0] {
             let mut img = canvas(160, 120);
             draw_detections(&mut img, &[det("person", 0.5, 10.0, top, 150.0, 110.0)], &style);
-            let tag_h = text_height(2) + 4;
+            let tag_h = line_height(16) + 4;
             let top_px = (top as i64).max(0) as u32;
             // The tag's left column, from the box top down, is tag colour.
             for y in top_px..top_px + tag_h {
@@ -425,32 +599,96 @@ mod tests {
         }
     }
 
+    fn rect(x0: i64, y0: i64, x1: i64, y1: i64) -> PixRect {
+        PixRect { x0, y0, x1, y1 }
+    }
+
     #[test]
-    fn tag_position_rules() {
-        let r = PixRect {
-            x0: 50,
-            y0: 40,
-            x1: 90,
-            y1: 80,
+    fn place_tag_alone_follows_the_frame() {
+        let r = rect(50, 40, 90, 80);
+        let place = |r, w, h| {
+            let t = place_tag(r, (w, h), (200, 100), &[r], Some(0), &[]);
+            (t.x0, t.y0, t.x1 - t.x0, t.y1 - t.y0)
         };
-        assert_eq!(tag_position(r, 30, 12, 200, 100), (50, 28)); // above
-        assert_eq!(tag_position(r, 30, 50, 200, 100), (50, 40)); // no room: inside
-        assert_eq!(tag_position(r, 170, 12, 200, 100), (30, 28)); // pushed left
-        assert_eq!(tag_position(r, 300, 12, 200, 100), (0, 28)); // wider than image
-        let low = PixRect {
-            x0: 0,
-            y0: 95,
-            x1: 10,
-            y1: 120,
-        };
-        assert_eq!(tag_position(low, 30, 12, 200, 100), (0, 83));
-        let out = PixRect {
-            x0: -20,
-            y0: -20,
-            x1: 10,
-            y1: 10,
-        };
-        assert_eq!(tag_position(out, 30, 12, 200, 100), (0, 0));
+        assert_eq!(place(r, 30, 12), (50, 28, 30, 12)); // above
+        assert_eq!(place(r, 170, 12), (30, 28, 170, 12)); // pushed left
+        assert_eq!(place(r, 300, 12), (0, 28, 300, 12)); // wider than image
+                                                         // No room above: below; no room below either: inside the top.
+        assert_eq!(place(rect(0, 5, 10, 60), 30, 12), (0, 60, 30, 12));
+        assert_eq!(place(rect(0, 5, 10, 95), 30, 12), (0, 5, 30, 12));
+        // Taller than any place in the frame: at the top of the box, clamped.
+        assert_eq!(place(rect(0, 95, 10, 120), 30, 120), (0, 0, 30, 120));
+        assert_eq!(place(rect(-20, -20, 10, 10), 30, 12), (0, 10, 30, 12));
+    }
+
+    #[test]
+    fn place_tag_avoids_other_boxes_and_tags() {
+        let (w, h) = (300, 200);
+        let me = rect(100, 50, 160, 150);
+        // A box just above: the tag goes below mine.
+        let above = rect(90, 20, 200, 45);
+        let t = place_tag(me, (40, 12), (w, h), &[above, me], Some(1), &[]);
+        assert_eq!((t.x0, t.y0), (100, 150));
+        // Boxes above and below: inside the top of mine.
+        let below = rect(80, 155, 170, 190);
+        let t = place_tag(me, (40, 12), (w, h), &[above, me, below], Some(1), &[]);
+        assert_eq!((t.x0, t.y0), (100, 50));
+        // An earlier tag counts like a box.
+        let tag = rect(95, 30, 140, 45);
+        let t = place_tag(me, (40, 12), (w, h), &[me], Some(0), &[tag]);
+        assert_eq!((t.x0, t.y0), (100, 150));
+        // Everything taken: the least covered place (inside: only a sliver
+        // of the box that reaches into mine).
+        let inside_corner = rect(130, 55, 170, 70);
+        let t = place_tag(
+            me,
+            (40, 12),
+            (w, h),
+            &[above, me, below, inside_corner],
+            Some(1),
+            &[],
+        );
+        assert_eq!((t.x0, t.y0), (100, 50), "{t:?}");
+        // My own box never counts; a box that only touches does not either.
+        let touching = rect(100, 0, 200, 38);
+        let t = place_tag(me, (40, 12), (w, h), &[me, touching], Some(0), &[]);
+        assert_eq!((t.x0, t.y0), (100, 38));
+        // Nested in a big box: every place overlaps it equally; above wins.
+        let big = rect(0, 0, 300, 200);
+        let t = place_tag(me, (40, 12), (w, h), &[big, me], Some(1), &[]);
+        assert_eq!((t.x0, t.y0), (100, 38));
+    }
+
+    #[test]
+    fn drawn_tags_do_not_cover_a_neighbour() {
+        let font = typeface().expect("fonts-dejavu-core (scripts/deps)");
+        let style = AnnotateStyle::default();
+        // A person, and a bicycle's box just above where the person's tag
+        // would go: that tag moves below the person.
+        let dets = [
+            det("person", 0.9, 100.0, 120.0, 200.0, 300.0),
+            det("bicycle", 0.8, 150.0, 95.0, 260.0, 118.0),
+        ];
+        let tags = tag_rects(640, 480, &dets, &style, font);
+        let t0 = tags[0].expect("a tag");
+        assert_eq!((t0[0], t0[1]), (100, 300), "{tags:?}");
+        let mut img = canvas(640, 480);
+        draw_detections(&mut img, &dets, &style);
+        let c = label_color("person");
+        assert_eq!(*img.get_pixel(100, 300), c);
+        assert_eq!(*img.get_pixel(101, t0[3] as u32 - 1), c);
+        // The bicycle's outline is intact where the tag would have been.
+        let b = label_color("bicycle");
+        assert_ne!(b, c);
+        for x in 150..200 {
+            assert_eq!(*img.get_pixel(x, 117), b, "x {x}");
+        }
+        // Boxes that are skipped get no tag; empty text neither.
+        let more = [
+            det("nan", 0.9, f32::NAN, 0.0, 1.0, 1.0),
+            det("", f32::NAN, 10.0, 10.0, 50.0, 50.0),
+        ];
+        assert_eq!(tag_rects(640, 480, &more, &style, font), vec![None, None]);
     }
 
     #[test]
@@ -486,17 +724,17 @@ mod tests {
             style,
             AnnotateStyle {
                 line_width: 0,
-                font_scale: 0,
+                text_px: 0,
                 show_score: false,
             },
             AnnotateStyle {
                 line_width: u32::MAX,
-                font_scale: u32::MAX,
+                text_px: u32::MAX,
                 show_score: true,
             },
             AnnotateStyle {
                 line_width: 1000,
-                font_scale: 50,
+                text_px: 50,
                 show_score: true,
             },
         ] {
@@ -520,32 +758,52 @@ mod tests {
     }
 
     #[test]
+    fn without_a_font_boxes_are_drawn_without_tags() {
+        let style = AnnotateStyle::default();
+        let d = [det("dog", 0.95, 40.0, 60.0, 140.0, 150.0)];
+        let mut img = canvas(200, 160);
+        draw_detections_with(&mut img, &d, &style, None);
+        let c = label_color("dog");
+        assert_eq!(*img.get_pixel(90, 60), c);
+        // Nothing above the box: no tag.
+        assert!((0..60).all(|y| (0..200).all(|x| *img.get_pixel(x, y) == BG)));
+        draw_text_block_with(&mut img, 0, 0, &["FPS 30"], &style, None);
+        assert!((0..60).all(|y| (0..200).all(|x| *img.get_pixel(x, y) == BG)));
+    }
+
+    #[test]
     fn text_block_darkens_a_panel_and_writes_white_text() {
         let mut img = RgbImage::from_pixel(120, 80, Rgb([200, 200, 200]));
         let style = AnnotateStyle {
             line_width: 1,
-            font_scale: 1,
+            text_px: 12,
             show_score: true,
         };
         draw_text_block(&mut img, 10, 5, &["FPS 30.0", "lat 12 ms"], &style);
+        // pad = 2 * max(12 / 8, 1), lines line_height apart plus a 1 px gap.
         let pad = 2;
-        let w = text_width("lat 12 ms", 1) + 2 * pad;
-        let h = 2 * 10 - 1 + 2 * pad;
+        let w = text_width("lat 12 ms", 12) + 2 * pad;
+        let h = 2 * line_height(12) + 1 + 2 * pad;
         let (x0, y0) = (10, 5);
-        let (mut dark, mut white) = (0, 0);
+        // 200 blended towards black by 160/255.
+        let panel = ((200 * (255 - 160) + 127) / 255) as u8;
+        let (mut dark, mut white, mut edge) = (0, 0, 0);
         for (x, y, p) in img.enumerate_pixels() {
             let inside = (x0..x0 + w).contains(&x) && (y0..y0 + h).contains(&y);
             if !inside {
                 assert_eq!(p.0, [200, 200, 200], "outside panel at {x},{y}");
             } else if p.0 == [255, 255, 255] {
                 white += 1;
-            } else {
+            } else if p.0 == [panel; 3] {
                 // Semi-opaque: darker than before but not black.
-                assert!(p.0[0] < 120 && p.0[0] > 30, "{p:?} at {x},{y}");
                 dark += 1;
+            } else {
+                // Anti-aliased glyph edges: between the panel and white.
+                assert!(p.0[0] > panel && p.0[0] == p.0[2], "{p:?} at {x},{y}");
+                edge += 1;
             }
         }
-        assert!(white > 40 && dark > white);
+        assert!(white > 40 && edge > 40 && dark > white, "{white} {edge} {dark}");
         // Off-image and degenerate inputs.
         for (x, y) in [
             (-1000, -1000),
@@ -557,7 +815,7 @@ mod tests {
             draw_text_block(&mut img, x, y, &["a", "", "日本"], &style);
         }
         let huge = AnnotateStyle {
-            font_scale: u32::MAX,
+            text_px: u32::MAX,
             ..style
         };
         draw_text_block(&mut img, 0, 0, &["x"; 100], &huge);
@@ -597,16 +855,7 @@ mod tests {
         );
         let all: String = (0x20u8..=0x7e).map(char::from).collect();
         let (a, b) = all.split_at(48);
-        draw_text_block(
-            &mut img,
-            0,
-            420,
-            &[a, b],
-            &AnnotateStyle {
-                font_scale: 1,
-                ..style
-            },
-        );
+        draw_text_block(&mut img, 0, 420, &[a, b], &AnnotateStyle { text_px: 12, ..style });
         let dir = std::env::temp_dir();
         let path = dir.join("edgevision_annotate_demo.png");
         img.save(&path).unwrap();

@@ -23,7 +23,7 @@ use image::Rgb;
 
 use super::util::with_rgb_image;
 use super::{CaptureError, Frame, Source};
-use crate::annotate::{draw_text, text_height, text_width};
+use crate::annotate::{draw_text, line_height, text_width};
 
 /// The first retry delay; it doubles up to the configured maximum.
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
@@ -302,28 +302,30 @@ pub fn no_signal_frame(width: u32, height: u32, message: &str, frame: &mut Frame
     frame.reshape(w, h);
     frame.rgb.fill(40);
     const TITLE: &str = "NO SIGNAL";
-    // Title about 60% of the width, at most a fifth of the height.
-    let by_w = (w * 6 / 10) / text_width(TITLE, 1).max(1);
-    let by_h = (h / 5) / text_height(1).max(1);
-    let scale = by_w.min(by_h).max(1);
-    let (tw, th) = (text_width(TITLE, scale), text_height(scale));
+    // Title about 60% of the width, at most a fifth of the height: text
+    // width grows with the pixel size, so measure once at 100 px.
+    let width_100 = text_width(TITLE, 100).max(1);
+    let by_w = (w * 6 / 10).saturating_mul(100) / width_100;
+    let px = by_w.min(h / 5).max(10);
+    let (tw, th) = (text_width(TITLE, px), line_height(px));
     let title_y = (h as i32 / 2) - th as i32;
-    let small = (scale / 3).max(1);
+    let small = (px / 3).max(10);
     let margin = (w / 20).max(2);
-    let advance = (text_width("MM", small) - text_width("M", small)).max(1);
-    let max_chars = ((w.saturating_sub(2 * margin) + small) / advance).max(1) as usize;
+    // Wrap by the widest common letter, so lines never overflow.
+    let advance = text_width("M", small).max(1);
+    let max_chars = (w.saturating_sub(2 * margin) / advance).max(1) as usize;
     let lines = wrap(message, max_chars, 3);
-    let line_h = text_height(small) + small * 3;
+    let line_h = line_height(small) + small / 4;
     with_rgb_image(frame, |img| {
         draw_text(
             img,
             (w as i32 - tw as i32) / 2,
             title_y,
             TITLE,
-            scale,
+            px,
             Rgb([230, 230, 230]),
         );
-        let mut y = title_y + th as i32 + (th as i32 / 2);
+        let mut y = title_y + th as i32 + (th as i32 / 3);
         for line in &lines {
             let lw = text_width(line, small);
             draw_text(

@@ -77,11 +77,11 @@ impl TestPatternSource {
                 px.copy_from_slice(&color);
             }
         }
-        let scale = (self.width.min(self.height) / 240).max(1);
+        let px = (self.width.min(self.height) / 20).max(10);
         let text = format!("edgevision test {}", self.counter);
         let y = (bars_h as i32) + 4;
         with_rgb_image(frame, |img| {
-            crate::annotate::draw_text(img, 8, y, &text, scale, Rgb([255, 64, 64]));
+            crate::annotate::draw_text(img, 8, y, &text, px, Rgb([255, 64, 64]));
         });
     }
 }

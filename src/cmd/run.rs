@@ -188,9 +188,13 @@ pub(crate) fn http_settings(cfg: &Config) -> HttpSettings {
     }
 }
 
-/// The keys the HTTP server reads only at start that differ in `new`.
+/// The keys read only at start (the HTTP server's, and the font) that
+/// differ in `new`.
 fn http_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
+    if old.stream.font != new.stream.font {
+        changed.push("stream.font");
+    }
     if old.http.listen != new.http.listen {
         changed.push("http.listen");
     }
@@ -232,6 +236,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .parse()
         .with_context(|| format!("http.listen: not an address: {}", cfg.http.listen))?;
     let rt = runtime_for(&cfg)?;
+    crate::annotate::use_font(cfg.stream.font.as_deref()).context("stream.font")?;
     tracing::info!(
         "LiteRT {} ({})",
         rt.version().unwrap_or("of unknown release"),

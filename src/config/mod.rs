@@ -359,7 +359,7 @@ impl Config {
     }
 
     /// Checks that the files the config names exist: `model.path`,
-    /// `model.labels`, `runtime`, and the directory or file of `images:` and
+    /// `model.labels`, `runtime`, `stream.font` (and that it is a font), and the directory or file of `images:` and
     /// `mjpeg:` sources (cameras are not checked: they may be plugged in
     /// later). Errors as (dotted key, message).
     pub fn check_files(&self) -> Result<(), (String, String)> {
@@ -399,6 +399,10 @@ impl Config {
         if let Some(rt) = &self.runtime {
             check("runtime", rt, "LiteRT library", false)?;
         }
+        if let Some(font) = &self.stream.font {
+            check("stream.font", font, "font file", false)?;
+            crate::annotate::Typeface::load(font).map_err(|e| ("stream.font".to_string(), e.to_string()))?;
+        }
         if let Some(Err(e)) = self.source.check_program() {
             return Err(("source.uri".into(), e));
         }
@@ -410,7 +414,8 @@ impl Config {
         Ok(())
     }
 
-    /// Makes relative paths (`runtime`, `model.path`, `model.labels`, the
+    /// Makes relative paths (`runtime`, `model.path`, `model.labels`,
+    /// `stream.font`, the
     /// path of `images:` and `mjpeg:` sources) relative to `base`, the
     /// directory of the config file, when they do not exist relative to the
     /// working directory but do exist under `base`. Absolute paths, paths
@@ -432,6 +437,9 @@ impl Config {
         }
         if let Some(rt) = &mut self.runtime {
             resolve(rt);
+        }
+        if let Some(font) = &mut self.stream.font {
+            resolve(font);
         }
         let uri = match self.source.parsed_uri() {
             Ok(SourceUri::Images(mut p)) => {

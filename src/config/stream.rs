@@ -1,6 +1,7 @@
 //! `[stream]`: the annotated MJPEG stream.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -72,6 +73,11 @@ pub struct StreamConfig {
     /// not, `"client"` forwards JPEG sources' frames untouched and lets the
     /// page draw them. Default true.
     pub annotate: Annotate,
+    /// The TrueType/OpenType font for burned-in labels and overlays. Default
+    /// none: Debian's DejaVu Sans Bold (`fonts-dejavu-core`), and without
+    /// it, boxes without labels and a warning. A named font that cannot be
+    /// loaded is an error. Read at start only.
+    pub font: Option<PathBuf>,
 }
 
 impl Default for StreamConfig {
@@ -82,6 +88,7 @@ impl Default for StreamConfig {
             max_clients: 20,
             client_timeout: 10.0,
             annotate: Annotate::Burn,
+            font: None,
         }
     }
 }

@@ -870,9 +870,21 @@ fn config_bad_mqtt_keys_name_key_and_line() {
         ("[mqtt]\nurl = \"tcp://broker\"\n", "mqtt.url", 2),
         ("[mqtt]\nurl = \"mqtt://u:p@broker\"\n", "mqtt.url", 2),
         ("[mqtt]\nurl = \"mqtt://broker\"\nqos = 2\n", "mqtt.qos", 3),
-        ("[mqtt]\nurl = \"mqtt://broker\"\npassword = \"x\"\n", "mqtt.username", 0),
-        ("[mqtt]\nurl = \"mqtt://broker\"\ntopic_prefix = \"a/#\"\n", "mqtt.topic_prefix", 3),
-        ("[mqtt]\nurl = \"mqtt://broker\"\nstats_interval = 0\n", "mqtt.stats_interval", 3),
+        (
+            "[mqtt]\nurl = \"mqtt://broker\"\npassword = \"x\"\n",
+            "mqtt.username",
+            0,
+        ),
+        (
+            "[mqtt]\nurl = \"mqtt://broker\"\ntopic_prefix = \"a/#\"\n",
+            "mqtt.topic_prefix",
+            3,
+        ),
+        (
+            "[mqtt]\nurl = \"mqtt://broker\"\nstats_interval = 0\n",
+            "mqtt.stats_interval",
+            3,
+        ),
         ("name = \"front door\"\n", "name", 1),
     ];
     for &(text, key, line) in cases {
@@ -880,11 +892,47 @@ fn config_bad_mqtt_keys_name_key_and_line() {
         assert_eq!(e.key().as_deref(), Some(key), "{text}: {e}");
         assert_eq!(e.line(), (line > 0).then_some(line), "{text}: {e}");
     }
-    let cfg = parse("name = \"garden\"\n[mqtt]\nurl = \"mqtts://broker\"\n[detect]\nallow = [\"cat\"]\n").unwrap();
+    let cfg =
+        parse("name = \"garden\"\n[mqtt]\nurl = \"mqtts://broker\"\n[detect]\nallow = [\"cat\"]\n").unwrap();
     let m = cfg.mqtt_settings().unwrap().unwrap();
     assert_eq!((m.host.as_str(), m.port, m.tls), ("broker", 8883, true));
     assert_eq!(m.camera, "garden");
     assert_eq!(m.labels, ["cat"]);
     assert!(m.client_id.starts_with("edgevision-"));
     assert!(Config::default().mqtt_settings().unwrap().is_none());
+}
+
+#[test]
+fn config_stream_font_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m.tflite"), b"x").unwrap();
+    std::fs::write(dir.path().join("notafont.ttf"), b"plain text").unwrap();
+    let file = dir.path().join("c.toml");
+    let write = |font: &str| {
+        std::fs::write(
+            &file,
+            format!("[model]\nlabels = \"\"\npath = \"m.tflite\"\n[stream]\nfont = \"{font}\"\n"),
+        )
+        .unwrap()
+    };
+    write("missing.ttf");
+    let e = Config::load_checked(&file).unwrap_err();
+    assert_eq!(e.key().as_deref(), Some("stream.font"));
+    assert_eq!(e.line(), Some(5));
+    assert!(e.to_string().contains("font file not found"), "{e}");
+    // Next to the config, but not a font.
+    write("notafont.ttf");
+    let e = Config::load_checked(&file).unwrap_err();
+    assert_eq!(e.key().as_deref(), Some("stream.font"));
+    assert!(
+        e.to_string().contains("is not a TrueType or OpenType font"),
+        "{e}"
+    );
+    // Debian's DejaVu (fonts-dejavu-core) loads.
+    write(crate::annotate::text::DEFAULT_FONTS[1]);
+    let cfg = Config::load_checked(&file).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        cfg.stream.font.as_deref(),
+        Some(Path::new(crate::annotate::text::DEFAULT_FONTS[1]))
+    );
 }

@@ -200,7 +200,7 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
                 overlay_text,
                 "{fps_now:.1} fps  infer {last_inference_ms:.1} ms  lat {latency:.0} ms"
             );
-            let y = h as i32 - (crate::annotate::text_height(style.font_scale) as i32 + 16);
+            let y = h as i32 - (crate::annotate::line_height(style.text_px) as i32 + 16);
             draw_text_block(&mut img, 8, y.max(0), &[overlay_text.as_str()], &style);
         }
         t.annotate = t_annotate.elapsed();

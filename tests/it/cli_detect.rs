@@ -537,3 +537,113 @@ fn an_installed_binary_finds_its_model_and_labels_from_any_directory() {
         "{v}"
     );
 }
+
+/// kite.jpg has people close together, so a tag above one box covers
+/// another (the case of issue 14). With the real model's detections: every
+/// tag that overlaps another box or an earlier tag had no free place among
+/// above / below / inside the top; at least one tag left its "above" place
+/// to avoid a box; and the annotated JPEG shows each tag where the layout
+/// says (its colour fills the tag).
+#[test]
+fn burned_in_tags_avoid_other_boxes_on_kite() {
+    use edgevision::annotate::{label_color, tag_rects, typeface, AnnotateStyle};
+    use edgevision::infer::detection::{BBox, Detection};
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(bin()
+        .arg("detect")
+        .arg("--model")
+        .arg(common::coco_int8_model())
+        .arg("--labels")
+        .arg(common::coco_labels())
+        .arg("--json")
+        .arg("--annotate")
+        .arg(dir.path())
+        .arg(common::photo("kite.jpg")));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let (w, h) = (
+        v["width"].as_u64().unwrap() as u32,
+        v["height"].as_u64().unwrap() as u32,
+    );
+    let dets: Vec<Detection> = v["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let b = common::json_box(&d["box"]);
+            Detection {
+                label: d["label"].as_str().unwrap().to_string(),
+                class_id: d["class_id"].as_u64().unwrap() as u32,
+                score: d["score"].as_f64().unwrap() as f32,
+                bbox: BBox {
+                    left: b[0] as f32,
+                    top: b[1] as f32,
+                    right: b[2] as f32,
+                    bottom: b[3] as f32,
+                },
+            }
+        })
+        .collect();
+    let people = dets.iter().filter(|d| d.label == "person").count();
+    assert!(people >= 3, "{dets:?}");
+    let font = typeface().expect("fonts-dejavu-core (scripts/deps)");
+    let style = AnnotateStyle::for_size(w, h);
+    let tags = tag_rects(w, h, &dets, &style, font);
+    // Boxes in pixels, clipped to the frame, as they are drawn.
+    let px = |d: &Detection| {
+        let b = d.bbox;
+        [
+            (b.left.round() as i64).max(0),
+            (b.top.round() as i64).max(0),
+            (b.right.round() as i64).min(w as i64),
+            (b.bottom.round() as i64).min(h as i64),
+        ]
+    };
+    let overlaps =
+        |a: [i64; 4], b: [i64; 4]| a[2].min(b[2]) > a[0].max(b[0]) && a[3].min(b[3]) > a[1].max(b[1]);
+    let mut moved = 0;
+    for (i, d) in dets.iter().enumerate() {
+        let t = tags[i].expect("every detection here has a tag");
+        let (tw, th) = (t[2] - t[0], t[3] - t[1]);
+        let b = px(d);
+        let hits = |r: [i64; 4]| {
+            dets.iter().enumerate().any(|(j, o)| j != i && overlaps(r, px(o)))
+                || tags[..i].iter().flatten().any(|&e| overlaps(r, e))
+        };
+        let places = [b[1] - th, b[3], b[1]].map(|y| [t[0], y, t[0] + tw, y + th]);
+        assert!(places.contains(&t), "tag {i} {t:?} is none of {places:?}");
+        if t != places[0] {
+            moved += 1;
+        }
+        if hits(t) {
+            for p in places {
+                assert!(
+                    p[1] < 0 || p[3] > h as i64 || hits(p),
+                    "tag {i} of {} at {t:?} covers something, but {p:?} was free",
+                    d.label
+                );
+            }
+        }
+    }
+    assert!(moved >= 1, "no tag moved from above its box: {tags:?}");
+    // The JPEG: inside each tag, the median pixel is the tag's colour (the
+    // text covers less than half of it).
+    let img = image::open(dir.path().join("kite.jpg")).unwrap().to_rgb8();
+    for (d, t) in dets.iter().zip(&tags) {
+        let t = t.unwrap();
+        let c = label_color(&d.label);
+        for ch in 0..3 {
+            let mut vals: Vec<u8> = (t[1]..t[3])
+                .flat_map(|y| (t[0]..t[2]).map(move |x| (x, y)))
+                .map(|(x, y)| img.get_pixel(x as u32, y as u32).0[ch])
+                .collect();
+            vals.sort_unstable();
+            let median = vals[vals.len() / 2];
+            assert!(
+                (median as i32 - c.0[ch] as i32).abs() <= 40,
+                "{} tag {t:?}: channel {ch} median {median}, colour {c:?}",
+                d.label
+            );
+        }
+    }
+}

@@ -187,3 +187,30 @@ fn filter_labels_the_model_lacks_are_named() {
         "{stdout}"
     );
 }
+
+/// `stream.font` names a file that is not a font: check-config names the
+/// key and line, and `run` refuses to start with the same reason (no panic,
+/// no silent fallback to the default font).
+#[test]
+fn a_font_that_is_not_one_is_named_by_check_config_and_run() {
+    let (dir, file) = temp_config("[model]\nlabels = \"\"\n[stream]\nfont = \"labels.txt\"\n");
+    std::fs::write(dir.path().join("labels.txt"), "person\n").unwrap();
+    let out = check_config(&file);
+    assert_fails(
+        &out,
+        &file,
+        &[":4: stream.font: ", "is not a TrueType or OpenType font"],
+    );
+    let out = bin()
+        .args(["run", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&file)
+        .output()
+        .expect("run edgevision");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("stream.font") && stderr.contains("is not a TrueType or OpenType font"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

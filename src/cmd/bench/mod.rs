@@ -97,6 +97,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.frames >= 1, "--frames must be 1 or more");
     let cfg = args.overrides.load()?;
     let rt = runtime_for(&cfg)?;
+    crate::annotate::use_font(cfg.stream.font.as_deref()).map_err(|e| anyhow::anyhow!("stream.font: {e}"))?;
     let mut settings = pipeline_settings(&cfg)?;
     if !args.paced {
         settings.source_options.fps = 0.0;
