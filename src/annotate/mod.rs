@@ -10,6 +10,7 @@
 //! makes it panic.
 
 pub mod palette;
+pub mod places;
 pub mod text;
 
 use image::{Rgb, RgbImage};
@@ -247,15 +248,38 @@ fn place_tag(
     }
 }
 
-/// The text of a detection's tag, `"{label}"` and `" {score}%"`, and the
-/// stack buffer the score is written to.
+/// The text of a detection's tag, `"{label}"`, `" #{id}"` and
+/// `" {score}%"`, and the stack buffers the id and score are written to.
 struct TagText<'a> {
     label: &'a str,
+    id: ([u8; 22], usize),
     suffix: ([u8; 5], usize, usize),
 }
 
+/// `" #N"` into a stack buffer.
+fn id_suffix(id: Option<u64>) -> ([u8; 22], usize) {
+    let mut buf = [0u8; 22];
+    let Some(mut n) = id else { return (buf, 0) };
+    let mut digits = [0u8; 20];
+    let mut d = 0;
+    loop {
+        digits[d] = b'0' + (n % 10) as u8;
+        d += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf[0] = b' ';
+    buf[1] = b'#';
+    for i in 0..d {
+        buf[2 + i] = digits[d - 1 - i];
+    }
+    (buf, 2 + d)
+}
+
 impl<'a> TagText<'a> {
-    fn new(det: &'a Detection, style: &AnnotateStyle) -> Self {
+    fn new(det: &'a Detection, id: Option<u64>, style: &AnnotateStyle) -> Self {
         let (buf, mut len) = if style.show_score {
             score_suffix(det.score)
         } else {
@@ -270,14 +294,16 @@ impl<'a> TagText<'a> {
         }
         Self {
             label,
+            id: id_suffix(id),
             suffix: (buf, start, len),
         }
     }
 
-    fn parts(&self) -> [&str; 2] {
+    fn parts(&self) -> [&str; 3] {
         let (buf, start, len) = &self.suffix;
         let suffix = std::str::from_utf8(&buf[*start..*start + *len]).unwrap_or_default();
-        [self.label, suffix]
+        let id = std::str::from_utf8(&self.id.0[..self.id.1]).unwrap_or_default();
+        [self.label, id, suffix]
     }
 }
 
@@ -289,9 +315,10 @@ fn layout_tags(
     img_w: u32,
     img_h: u32,
     dets: &[Detection],
+    ids: &[Option<u64>],
     style: &AnnotateStyle,
     font: &Typeface,
-    mut f: impl FnMut(usize, &Detection, PixRect, [&str; 2]),
+    mut f: impl FnMut(usize, &Detection, PixRect, [&str; 3]),
 ) {
     let empty = PixRect {
         x0: 0,
@@ -322,7 +349,7 @@ fn layout_tags(
         };
         let own = (box_idx < n_boxes).then_some(box_idx);
         box_idx += 1;
-        let text = TagText::new(det, style);
+        let text = TagText::new(det, ids.get(i).copied().flatten(), style);
         let parts = text.parts();
         if parts.iter().all(|p| p.is_empty()) {
             continue;
@@ -357,7 +384,7 @@ pub fn tag_rects(
     font: &Typeface,
 ) -> Vec<Option<[i64; 4]>> {
     let mut out = vec![None; dets.len()];
-    layout_tags(width, height, dets, style, font, |i, _, t, _| {
+    layout_tags(width, height, dets, &[], style, font, |i, _, t, _| {
         out[i] = Some([t.x0, t.y0, t.x1, t.y1]);
     });
     out
@@ -373,13 +400,30 @@ pub fn tag_rects(
 /// part of a box reaching past the frame is outlined along the frame edge.
 /// Outlines lie inside the box.
 pub fn draw_detections(img: &mut RgbImage, dets: &[Detection], style: &AnnotateStyle) {
-    draw_detections_with(img, dets, style, typeface());
+    draw_objects(img, dets, &[], style);
+}
+
+/// [`draw_detections`] with each tracked object's id in its tag
+/// (`"dog #7 87%"`); `ids` runs beside `dets`, `None` for no id.
+pub fn draw_objects(img: &mut RgbImage, dets: &[Detection], ids: &[Option<u64>], style: &AnnotateStyle) {
+    draw_objects_with(img, dets, ids, style, typeface());
 }
 
 /// [`draw_detections`] with a given font; `None` draws the boxes only.
 pub fn draw_detections_with(
     img: &mut RgbImage,
     dets: &[Detection],
+    style: &AnnotateStyle,
+    font: Option<&Typeface>,
+) {
+    draw_objects_with(img, dets, &[], style, font);
+}
+
+/// [`draw_objects`] with a given font; `None` draws the boxes only.
+pub fn draw_objects_with(
+    img: &mut RgbImage,
+    dets: &[Detection],
+    ids: &[Option<u64>],
     style: &AnnotateStyle,
     font: Option<&Typeface>,
 ) {
@@ -394,7 +438,7 @@ pub fn draw_detections_with(
     };
     let px = text_px(style);
     let pad = style.pad();
-    layout_tags(img_w, img_h, dets, style, font, |_, det, t, parts| {
+    layout_tags(img_w, img_h, dets, ids, style, font, |_, det, t, parts| {
         let bg = label_color(&det.label);
         fill_rect(img, t.x0, t.y0, t.x1, t.y1, bg);
         font.draw(img, t.x0 + pad, t.y0 + pad, &parts, px, text_color_on(bg));

@@ -11,7 +11,7 @@ use image::RgbImage;
 use super::encode::JpegEncoder;
 use super::slot::FpsMeter;
 use super::{FrameTiming, PipelineSettings, Shared};
-use crate::annotate::{draw_detections, draw_text_block, label_color, AnnotateStyle};
+use crate::annotate::{draw_objects, draw_text_block, label_color, AnnotateStyle};
 use crate::config::Annotate;
 use crate::hub::{EncodedFrame, FrameReport};
 use crate::infer::{detection_json, Detection, Detector};
@@ -23,6 +23,8 @@ pub(crate) struct WorkerSettings {
     quality: u8,
     overlay: bool,
     annotate: Annotate,
+    /// Zones and lines, drawn when boxes are burned in.
+    places: Arc<(Vec<crate::track::Zone>, Vec<crate::track::Line>)>,
 }
 
 impl From<&PipelineSettings> for WorkerSettings {
@@ -34,6 +36,7 @@ impl From<&PipelineSettings> for WorkerSettings {
             quality: s.jpeg_quality,
             overlay: s.overlay,
             annotate: s.annotate,
+            places: Arc::new((s.tracking.zones.clone(), s.tracking.lines.clone())),
         }
     }
 }
@@ -181,7 +184,8 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
                 let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
                 draw_text_block(&mut img, 8, 8, &refs, &style);
             } else {
-                draw_detections(&mut img, &dets, &style);
+                crate::annotate::places::draw_places(&mut img, &ws.places.0, &ws.places.1, &style);
+                draw_objects(&mut img, &dets, &ids, &style);
             }
         }
         // Only camera frames count: the no-signal frames published twice a

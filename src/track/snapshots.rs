@@ -153,7 +153,7 @@ fn write_loop(rx: Receiver<Job>, s: SnapshotSettings, index: SnapshotIndex, metr
             },
         };
         let style = crate::annotate::AnnotateStyle::for_size(job.width, job.height);
-        crate::annotate::draw_detections(&mut img, std::slice::from_ref(&det), &style);
+        crate::annotate::draw_objects(&mut img, std::slice::from_ref(&det), &[Some(job.req.id)], &style);
         let jpeg = match encoder.encode(img.as_raw(), job.width, job.height) {
             Ok(j) => j,
             Err(e) => {
