@@ -428,3 +428,131 @@ fn entities_of_a_removed_zone_are_cleared_at_the_next_start() {
     });
     assert!(retained(port, dog, 3).is_some(), "the dog's entity stays");
 }
+
+/// `mqtts://` through rustls, trusting the broker's CA from `ca_file`; the
+/// certificate is made here with openssl for 127.0.0.1.
+#[test]
+fn mqtts_with_a_ca_file_connects_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).output().expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=edgevision test CA",
+        "-keyout",
+        &p("ca.key"),
+        "-out",
+        &p("ca.pem"),
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        &p("server.key"),
+        "-out",
+        &p("server.csr"),
+    ]);
+    std::fs::write(dir.path().join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("server.csr"),
+        "-CA",
+        &p("ca.pem"),
+        "-CAkey",
+        &p("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &p("san.ext"),
+        "-out",
+        &p("server.pem"),
+    ]);
+    let port = free_port();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\npersistence false\nuser root\nallow_anonymous true\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            p("ca.pem"), p("server.pem"), p("server.key")
+        ),
+    )
+    .unwrap();
+    let mut broker = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto");
+    wait_for(10, "mosquitto listening", || {
+        TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    let photos = still_dog();
+    let mqtt = format!(
+        "url = \"mqtts://127.0.0.1:{port}\"\nca_file = \"{}\"",
+        p("ca.pem")
+    );
+    let d = start(&config(photos.path(), 10.0, &mqtt, ""));
+    wait_for(30, "connected over TLS", || {
+        (metric(&metrics(&d.addr), "edgevision_mqtt_connected") == Some(1.0)).then_some(())
+    });
+    let out = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "--cafile",
+            &p("ca.pem"),
+        ])
+        .args([
+            "-t",
+            "edgevision/available",
+            "-C",
+            "1",
+            "-W",
+            "10",
+            "--retained-only",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "online");
+    // Without the CA the same broker is refused: the certificate is checked.
+    drop(d);
+    let plain = start(&config(
+        photos.path(),
+        10.0,
+        &format!("url = \"mqtts://127.0.0.1:{port}\""),
+        "",
+    ));
+    wait_for(30, "the certificate refused", || {
+        (!plain.log_lines("cannot connect").is_empty()).then_some(())
+    });
+    assert_eq!(
+        metric(&metrics(&plain.addr), "edgevision_mqtt_connected"),
+        Some(0.0)
+    );
+    let _ = broker.kill();
+    let _ = broker.wait();
+}
