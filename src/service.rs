@@ -91,6 +91,7 @@ pub fn run_daemon(
         }
     });
     tokio.shutdown_timeout(Duration::from_millis(200));
+    let fatal = daemon.pipeline.as_ref().and_then(Pipeline::fatal);
     let stopped = daemon.pipeline.take().map(|p| drop(p.stop()));
     // After the pipeline: its objects' end events go out, then "offline".
     crate::mqtt::stop(&daemon.hub);
@@ -98,6 +99,9 @@ pub fn run_daemon(
         Some(()) => {}
         // Exit with an error so that systemd (Restart=on-failure) tries again.
         None => anyhow::bail!("the pipeline could not be restarted after a reload"),
+    }
+    if let Some(reason) = fatal {
+        anyhow::bail!("the source cannot work: {reason}");
     }
     result
 }
@@ -189,7 +193,9 @@ impl Daemon {
                 }
                 _ = check.tick() => {
                     if self.pipeline.as_ref().is_none_or(Pipeline::finished) {
-                        tracing::warn!("the pipeline ended (source finished); stopping");
+                        if self.pipeline.as_ref().and_then(Pipeline::fatal).is_none() {
+                            tracing::warn!("the pipeline ended (source finished); stopping");
+                        }
                         return;
                     }
                 }

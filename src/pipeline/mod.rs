@@ -96,6 +96,9 @@ pub(crate) struct Shared {
     pub live_update: Mutex<Option<LiveSettings>>,
     pub live_generation: AtomicU64,
     pub health: health::InferenceHealth,
+    /// Why the source can never work, once it has said so: the pipeline
+    /// has ended and the daemon exits with an error.
+    pub fatal: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -319,6 +322,7 @@ impl Pipeline {
             live_update: Mutex::new(None),
             live_generation: AtomicU64::new(0),
             health: health::InferenceHealth::default(),
+            fatal: Mutex::new(None),
         });
         // A new pipeline (new model, maybe) starts healthy, and ready once
         // its model has produced a result.
@@ -398,6 +402,15 @@ impl Pipeline {
     /// source error).
     pub fn finished(&self) -> bool {
         self.threads.iter().all(|t| t.is_finished())
+    }
+
+    /// Why the source can never work, when it has ended the pipeline so.
+    pub fn fatal(&self) -> Option<String> {
+        self.shared
+            .fatal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The settings the pipeline runs with (live changes included).
@@ -516,6 +529,34 @@ fn restart_reason(
 
 fn model_mtime(path: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// A pipeline's shared state with nothing running, for unit tests of the
+/// threads' loops.
+#[cfg(test)]
+pub(crate) fn test_shared(hub: Arc<Hub>) -> Arc<Shared> {
+    let ids = hub.events.id_counter();
+    Arc::new(Shared {
+        hub,
+        slot: Slot::new(),
+        stop: Arc::new(AtomicBool::new(false)),
+        capture_thread: std::sync::OnceLock::new(),
+        latest: Mutex::new((0, Vec::new(), Vec::new())),
+        tracking: Mutex::new(Tracking {
+            tracker: crate::track::ObjectTracker::new(Default::default(), ids),
+            last_seq: 0,
+            out: Default::default(),
+        }),
+        last_published: AtomicU64::new(0),
+        processed: AtomicU64::new(0),
+        frame_limit: None,
+        timings: None,
+        inference_gate: Mutex::new(Instant::now()),
+        live_update: Mutex::new(None),
+        live_generation: AtomicU64::new(0),
+        health: health::InferenceHealth::default(),
+        fatal: Mutex::new(None),
+    })
 }
 
 /// A frame buffer from the recycle pool, or a new one.

@@ -233,7 +233,20 @@ pub(crate) fn capture_loop(
                 tracing::info!(source = %name, "source is back");
                 shared.slot.recycle(frame);
             }
-            Event::Lost(reason) | Event::Fatal(reason) => {
+            Event::Fatal(reason) => {
+                // Retrying cannot help (not a capture device, no usable
+                // format): say so once and end, so the daemon exits non-zero
+                // and systemd (Restart=on-failure) and the operator see it.
+                tracing::error!(source = %name, "the source cannot work: {reason}; stopping");
+                metrics.source_up.set(0);
+                shared.hub.set_ready(false);
+                metrics.capture_fps.set(0.0);
+                no_signal_frame(ns_w, ns_h, &reason, &mut frame);
+                push(frame, false, Instant::now(), &shared);
+                *shared.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+                break;
+            }
+            Event::Lost(reason) => {
                 tracing::warn!(source = %name, "source lost: {reason}");
                 // Down before not-ready: whoever sees /readyz 503 sees 0 here.
                 metrics.source_up.set(0);
@@ -264,4 +277,54 @@ pub(crate) fn capture_loop(
         }
     }
     shared.slot.close();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::{CaptureError, Frame, Source};
+
+    /// A stand-in source whose device can never work.
+    struct Hopeless(std::sync::Arc<std::sync::atomic::AtomicU32>);
+
+    impl Source for Hopeless {
+        fn describe(&self) -> String {
+            "hopeless".into()
+        }
+        fn open(&mut self) -> Result<(), CaptureError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Err(CaptureError::Fatal("not a video capture device".into()))
+        }
+        fn read(&mut self, _: &mut Frame) -> Result<(), CaptureError> {
+            unreachable!("never opened")
+        }
+        fn close(&mut self) {}
+    }
+
+    #[test]
+    fn a_fatal_source_ends_the_loop_once_with_its_reason() {
+        let hub = crate::hub::Hub::new(std::sync::Arc::new(crate::metrics::Metrics::new()));
+        let shared = super::super::test_shared(hub.clone());
+        let opens = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let source = Box::new(Hopeless(opens.clone()));
+        let s = shared.clone();
+        let t = std::thread::spawn(move || capture_loop(source, SourceOptions::default(), false, false, s));
+        // It returns by itself: no retry loop, no spinning on the error.
+        let start = Instant::now();
+        while !t.is_finished() {
+            assert!(start.elapsed() < Duration::from_secs(5), "the loop kept going");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        t.join().unwrap();
+        assert_eq!(opens.load(Ordering::SeqCst), 1, "tried once");
+        assert_eq!(
+            shared.fatal.lock().unwrap().as_deref(),
+            Some("not a video capture device")
+        );
+        assert!(!hub.is_ready());
+        // One no-signal frame saying why went out before the end.
+        let last = shared.slot.take().expect("the no-signal frame");
+        assert!(!last.signal);
+        assert!(shared.slot.take().is_none(), "the slot is closed");
+    }
 }
