@@ -43,8 +43,8 @@ pub struct FrameReport {
     /// From frame read to JPEG ready.
     pub latency_ms: f64,
     pub fps: f64,
-    /// "detector" or "classifier" (then `detections` are the top-k classes).
-    pub model_kind: &'static str,
+    /// `"detector"` or `"classifier"` (then `detections` are the top-k classes).
+    pub model_kind: crate::infer::ModelKind,
     pub detections: Vec<serde_json::Value>,
 }
 

@@ -59,11 +59,7 @@ pub fn run(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
         "{}: ok ({}; model loads: {}, {w}x{h} input, {} labels)",
         args.file.display(),
         cfg.summary(),
-        if det.is_classifier() {
-            "classifier"
-        } else {
-            "detector"
-        },
+        det.kind().as_str(),
         det.labels().len()
     );
     Ok(ExitCode::SUCCESS)

@@ -23,6 +23,16 @@ pub enum DecoderKind {
 }
 
 impl DecoderKind {
+    /// The name the config and `--decoder` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecoderKind::Auto => "auto",
+            DecoderKind::Postprocess => "postprocess",
+            DecoderKind::RawSsd => "raw_ssd",
+            DecoderKind::Classifier => "classifier",
+        }
+    }
+
     /// Picks the decoder a model's outputs call for.
     pub fn detect(outputs: &[TensorSpec], has_postprocess: bool) -> Result<DecoderKind, String> {
         if has_postprocess && outputs.len() == 4 {
@@ -141,7 +151,7 @@ impl Decoder {
         let wrong = |what: &str| {
             InferError::Settings(format!(
                 "decoder `{}` does not fit this model: {what}",
-                serde_json::to_string(&kind).unwrap_or_default().trim_matches('"')
+                kind.as_str()
             ))
         };
         let plan = match kind {
@@ -443,5 +453,23 @@ mod tests {
         let mut z = [0.0f32];
         apply_activation(&mut z, ScoreActivation::Sigmoid);
         assert!((z[0] - 0.5).abs() < 1e-6);
+    }
+}
+
+#[cfg(test)]
+mod kind_names {
+    use super::DecoderKind;
+
+    #[test]
+    fn names_are_what_the_config_reads() {
+        for k in [
+            DecoderKind::Auto,
+            DecoderKind::Postprocess,
+            DecoderKind::RawSsd,
+            DecoderKind::Classifier,
+        ] {
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json.trim_matches('"'), k.as_str());
+        }
     }
 }

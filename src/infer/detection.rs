@@ -54,6 +54,24 @@ pub struct Detection {
     pub bbox: BBox,
 }
 
+/// What a model's results are: boxes, or the top classes of the whole
+/// picture. Reports serialize it as `"detector"` / `"classifier"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    Detector,
+    Classifier,
+}
+
+impl ModelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Detector => "detector",
+            ModelKind::Classifier => "classifier",
+        }
+    }
+}
+
 /// A detection in normalised coordinates (0..1 of the model input), before
 /// labels and the original image size are applied. Decoders produce these.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -109,6 +109,15 @@ impl Detector {
         self.decoder.is_classifier()
     }
 
+    /// Boxes or classes.
+    pub fn kind(&self) -> super::ModelKind {
+        if self.is_classifier() {
+            super::ModelKind::Classifier
+        } else {
+            super::ModelKind::Detector
+        }
+    }
+
     /// Model input size (width, height).
     pub fn input_size(&self) -> (u32, u32) {
         self.pre.input_size()

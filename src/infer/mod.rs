@@ -13,7 +13,7 @@ pub mod session;
 pub mod ssd;
 
 pub use decode::{DecodeSettings, DecoderKind};
-pub use detection::{detection_json, BBox, Detection, RawDetection};
+pub use detection::{detection_json, BBox, Detection, ModelKind, RawDetection};
 pub use detector::{Detector, DetectorSettings, Timings};
 pub use error::InferError;
 pub use filter::FilterSettings;

@@ -14,7 +14,7 @@ use super::{FrameTiming, PipelineSettings, Shared};
 use crate::annotate::{draw_objects, draw_text_block, label_color, AnnotateStyle};
 use crate::config::Annotate;
 use crate::hub::{EncodedFrame, FrameReport};
-use crate::infer::{detection_json, Detection, Detector};
+use crate::infer::{detection_json, Detection, Detector, ModelKind};
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct WorkerSettings {
@@ -66,11 +66,7 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
     let stage = |name: &str| metrics.stage_seconds.with_label_values(&[name]);
     let (stage_preprocess, stage_infer) = (stage("preprocess"), stage("infer"));
     let (stage_annotate, stage_encode) = (stage("annotate"), stage("encode"));
-    let kind = if det.is_classifier() {
-        "classifier"
-    } else {
-        "detector"
-    };
+    let kind = det.kind();
     let mut encoder = match JpegEncoder::new(ws.quality) {
         Ok(e) => e,
         Err(e) => {
@@ -81,7 +77,7 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
     };
     let mut dets: Vec<Detection> = Vec::with_capacity(64);
     let mut ids: Vec<Option<u64>> = Vec::with_capacity(64);
-    let tracking = kind == "detector";
+    let tracking = kind == ModelKind::Detector;
     let mut fps = FpsMeter::new();
     let mut live_gen = 0u64;
     let mut overlay_text = String::with_capacity(64);
@@ -176,7 +172,7 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
         // the camera sent it.
         let burn = ws.annotate == Annotate::Burn;
         if burn && c.signal {
-            if kind == "classifier" {
+            if kind == ModelKind::Classifier {
                 let lines: Vec<String> = dets
                     .iter()
                     .map(|d| format!("{} {:.0}%", d.label, d.score * 100.0))
