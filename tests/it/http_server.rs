@@ -153,7 +153,7 @@ fn publish(hub: &Hub, seq: u64, jpeg: Bytes, width: u32, height: u32) {
         inference_ms: 12.5,
         latency_ms: 20.25,
         fps: FPS as f64,
-        model_kind: "detector",
+        model_kind: edgevision::infer::ModelKind::Detector,
         detections: vec![serde_json::json!({
             "label": "person",
             "class_id": 0,
