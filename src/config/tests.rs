@@ -243,7 +243,7 @@ fn config_source_uri_forms() {
     for (s, want) in ok {
         assert_eq!(s.parse::<SourceUri>().unwrap(), want, "{s}");
     }
-    for bad in ["rtsp://x", "", "images:", "photos/"] {
+    for bad in ["rtsp://", "", "images:", "photos/"] {
         let msg = bad.parse::<SourceUri>().unwrap_err().to_string();
         for form in ["v4l2:/dev/videoN", "images:DIR", "mjpeg:FILE", "test:"] {
             assert!(msg.contains(form), "{bad}: {msg}");
@@ -437,11 +437,14 @@ fn config_invalid_default_value_has_key_but_no_line() {
 
 #[test]
 fn config_bad_uri_names_key_and_line() {
-    let e = parse_err("[source]\nwidth = 320\nheight = 240\nuri = \"rtsp://x\"\n");
+    let e = parse_err("[source]\nwidth = 320\nheight = 240\nuri = \"rtsp://x:y/z\"\n");
     let msg = e.to_string();
     assert!(msg.starts_with("config/x.toml:4: source.uri: "), "{msg}");
     assert!(
-        msg.contains("rtsp://x") && msg.contains("images:DIR") && msg.contains("v4l2:"),
+        msg.contains("rtsp://x:y/z")
+            && msg.contains("not a port number")
+            && msg.contains("images:DIR")
+            && msg.contains("v4l2:"),
         "{msg}"
     );
 }

@@ -19,5 +19,6 @@ mod detect_models;
 mod hardening;
 mod http_hardening;
 mod http_server;
+mod rtsp;
 mod sources;
 mod systemd_service;

@@ -191,7 +191,7 @@ threads = 1
 /// Process ids (not zombies) whose process group is `pgid`, from /proc.
 /// The group's members once gone, or those still there after 2 s: SIGKILL
 /// reaches members other than the reaped leader a moment later.
-fn group_gone(pgid: u32) -> Vec<u32> {
+pub(crate) fn group_gone(pgid: u32) -> Vec<u32> {
     use std::time::Duration;
     common::poll(Duration::from_secs(2), Duration::from_millis(20), || {
         group_members(pgid).is_empty().then_some(())
@@ -199,7 +199,7 @@ fn group_gone(pgid: u32) -> Vec<u32> {
     group_members(pgid)
 }
 
-fn group_members(pgid: u32) -> Vec<u32> {
+pub(crate) fn group_members(pgid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
@@ -218,7 +218,7 @@ fn group_members(pgid: u32) -> Vec<u32> {
 }
 
 /// The pids of the commands the daemon logged as started.
-fn started_pids(d: &Daemon) -> Vec<u32> {
+pub(crate) fn started_pids(d: &Daemon) -> Vec<u32> {
     d.log_lines("started process ")
         .iter()
         .filter_map(|l| {
