@@ -86,6 +86,7 @@ pub trait Source: Send {
 
 pub mod convert;
 pub mod exec;
+pub mod grab;
 pub mod http;
 pub mod images;
 pub mod jpeg;

@@ -445,3 +445,75 @@ fn run_says_when_ffmpeg_is_missing_and_starts_it_once_installed() {
     std::os::unix::fs::symlink("/usr/bin/ffmpeg", bin_dir.path().join("ffmpeg")).unwrap();
     wait_dog(&d, 90, "the dog once ffmpeg is there");
 }
+
+#[test]
+fn detect_and_convert_take_their_frames_from_an_rtsp_camera() {
+    use common::tiny_models::{build_colour_classifier, TempFile, Variant};
+    let server = RtspServer::start(0, 640, 480, false);
+    let out = common::run(
+        common::bin()
+            .args(["detect", "--json", "--samples", "3", "--model"])
+            .arg(common::coco_model())
+            .arg("--labels")
+            .arg(common::coco_labels())
+            .arg(&server.url),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
+    for (i, r) in lines.iter().enumerate() {
+        assert_eq!(r["image"], format!("{}#{}", server.url, i + 1));
+        assert_eq!(
+            (r["width"].as_u64(), r["height"].as_u64()),
+            (Some(640), Some(480))
+        );
+        assert!(r["detections"].to_string().contains("\"dog\""), "{r}");
+    }
+
+    // int8 calibration on 3 frames of the camera (a tiny model: fast).
+    let tiny = TempFile::new("rtsp-cal.tflite", &build_colour_classifier(Variant::FloatSoftmax));
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let o = common::run(
+        common::bin()
+            .arg("convert")
+            .arg("--input")
+            .arg(tiny.path())
+            .arg("--output")
+            .arg(dir.path().join("out.tflite"))
+            .args(["--mode", "int8", "--samples", "3", "--calibration", &server.url])
+            .arg("--report")
+            .arg(&report)
+            .arg("--runtime")
+            .arg(common::runtime_path()),
+    );
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(j["calibration_images"], 3, "{j}");
+
+    // A camera that is not there: a clear error, no crash.
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let out = common::run(
+        common::bin()
+            .args(["detect", "--model"])
+            .arg(common::coco_model())
+            .arg("--labels")
+            .arg(common::coco_labels())
+            .arg(format!("rtsp://u:hunter2@127.0.0.1:{refused}/cam")),
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("cannot read from source rtsp://***@127.0.0.1:"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+}
