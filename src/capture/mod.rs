@@ -200,6 +200,8 @@ pub struct SourceOptions {
     pub rtsp_transport: rtsp::RtspTransport,
     /// `rtsp://`: extra ffmpeg input/decoder arguments, put before `-i`.
     pub ffmpeg_args: Vec<String>,
+    /// `https://`: PEM certificates trusted besides the webpki roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for SourceOptions {
@@ -217,6 +219,7 @@ impl Default for SourceOptions {
             pass_jpeg: None,
             rtsp_transport: rtsp::RtspTransport::Tcp,
             ffmpeg_args: Vec::new(),
+            ca_file: None,
         }
     }
 }

@@ -74,7 +74,7 @@ impl FromStr for SourceUri {
         if let Some(rest) = s_trim.strip_prefix("mjpeg:") {
             return path_of(rest, "the file").map(Self::Mjpeg);
         }
-        if s_trim.starts_with("http://") {
+        if s_trim.starts_with("http://") || s_trim.starts_with("https://") {
             return HttpUrl::parse(s_trim).map(Self::Http).map_err(|e| err(&e));
         }
         if s_trim.starts_with("rtsp://") || s_trim.starts_with("rtsps://") {
@@ -92,11 +92,6 @@ impl FromStr for SourceUri {
                 .parse::<u32>()
                 .map(Self::Rpicam)
                 .map_err(|_| err("rpicam: takes a camera number, e.g. rpicam:0"));
-        }
-        if s_trim.starts_with("https://") {
-            return Err(err(
-                "https:// is not supported yet (no TLS client built in): use http:// on a trusted network",
-            ));
         }
         if s_trim == "test:" || s_trim == "test" {
             return Ok(Self::Test);
@@ -201,8 +196,10 @@ mod tests {
         assert_eq!(uri.to_string(), "rtsp://***@cam:8554/live");
         let e = parse("rtsp://admin:hunter2@cam:x/live").unwrap_err().to_string();
         assert!(!e.contains("hunter2") && e.contains("not a port number"), "{e}");
-        let e = parse("https://cam/video").unwrap_err().to_string();
-        assert!(e.contains("https:// is not supported yet"), "{e}");
+        match parse("https://u:p@cam/video").unwrap() {
+            SourceUri::Http(u) => assert!(u.tls && u.port == 443 && u.host_header() == "cam"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -142,6 +142,7 @@ pub fn pipeline_settings(cfg: &Config) -> anyhow::Result<PipelineSettings> {
             pass_jpeg: None,
             rtsp_transport: s.rtsp_transport,
             ffmpeg_args: s.ffmpeg_args.clone(),
+            ca_file: s.ca_file.clone(),
         },
         detector,
         workers: layout.workers,

@@ -340,6 +340,9 @@ impl Config {
             return Err(("source.uri".into(), e));
         }
         self.source.source_uri()?;
+        if let Some(ca) = &self.source.ca_file {
+            crate::capture::http::tls_config(Some(ca)).map_err(|e| ("source.ca_file".to_string(), e))?;
+        }
         match self.source.parsed_uri() {
             Ok(SourceUri::Images(dir)) => check("source.uri", &dir, "image directory", true)?,
             Ok(SourceUri::Mjpeg(file)) => check("source.uri", &file, "MJPEG file", false)?,

@@ -66,6 +66,9 @@ pub struct SourceConfig {
     pub password_file: Option<PathBuf>,
     /// The environment variable holding the password.
     pub password_env: Option<String>,
+    /// `https://`: a PEM file of certificates to trust besides the usual
+    /// (webpki) roots, e.g. a camera's self-signed one. Default none.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for SourceConfig {
@@ -86,6 +89,7 @@ impl Default for SourceConfig {
             username: String::new(),
             password_file: None,
             password_env: None,
+            ca_file: None,
         }
     }
 }
@@ -114,6 +118,7 @@ impl SourceConfig {
             format: self.format,
             rtsp_transport: self.rtsp_transport,
             ffmpeg_args: self.ffmpeg_args.clone(),
+            ca_file: self.ca_file.clone(),
             ..SourceOptions::default()
         }
     }

@@ -150,10 +150,13 @@ fn check_config_shows_an_http_source_without_its_credentials() {
 }
 
 #[test]
-fn https_and_a_malformed_http_uri_are_clear_config_errors() {
+fn a_malformed_http_uri_and_a_bad_ca_file_are_clear_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("not-a-cert.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
     for (uri, want) in [
-        ("https://cam/video", "https:// is not supported yet"),
         ("http://admin:hunter2@cam:port/video", "not a port number"),
+        ("https://admin:hunter2@cam:port/video", "not a port number"),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("edgevision.toml");
@@ -167,6 +170,130 @@ fn https_and_a_malformed_http_uri_are_clear_config_errors() {
         );
         assert!(!text.contains("hunter2"), "{text}");
     }
+    let body = viewer_config("https://cam/video").replace(
+        "reconnect_max_backoff = 1.0",
+        &format!("reconnect_max_backoff = 1.0\nca_file = \"{}\"", not_pem.display()),
+    );
+    let cfg = dir.path().join("edgevision.toml");
+    std::fs::write(&cfg, &body).unwrap();
+    let out = common::run(common::bin().arg("check-config").arg(&cfg));
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert_ne!(out.code, Some(0), "{text}");
+    let line = body.lines().position(|l| l.starts_with("ca_file")).unwrap() + 1;
+    assert!(
+        text.contains(&format!(":{line}: source.ca_file")) && text.contains("no PEM certificate"),
+        "{text}"
+    );
+}
+
+/// Runs `program` (a test dependency, see scripts/deps), failing when it is
+/// missing or fails.
+fn tool(program: &str, args: &[&str]) {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} is needed (scripts/deps --test installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// socat terminating TLS on 127.0.0.1 (a free port) in front of `upstream`,
+/// with `cert`/`key`; killed on drop.
+struct TlsProxy {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl TlsProxy {
+    fn start(upstream: &str, cert: &std::path::Path, key: &std::path::Path) -> TlsProxy {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = std::process::Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
+                cert.display(),
+                key.display()
+            ))
+            .arg(format!("TCP:{upstream}"))
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("socat is needed (scripts/deps --test installs it)");
+        wait_for(10, "socat listening", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+        });
+        TlsProxy { child, port }
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn https_source_reads_a_camera_behind_tls_trusting_only_its_ca_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            // A camera's own certificate: self-signed, not a CA (webpki refuses
+            // a CA certificate as the server's: CaUsedAsEndEntity).
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ],
+    );
+    let photos = photo_dir(&["dog.jpg"]);
+    let cam = start_camera(photos.path(), "127.0.0.1:0");
+    let proxy = TlsProxy::start(&cam.addr, &cert, &key);
+    let uri = format!("https://127.0.0.1:{}/stream.mjpg?token={TOKEN}", proxy.port);
+
+    // Without the CA file the self-signed certificate is refused.
+    let untrusting = start(&viewer_config(&uri));
+    wait_for(30, "the certificate refused", || {
+        let lines = untrusting.log_lines("invalid peer certificate");
+        (!lines.is_empty()).then_some(())
+    });
+    assert_eq!(get(&untrusting.addr, "/readyz").0, 503);
+    drop(untrusting);
+
+    // With it: the dog through TLS.
+    let cfg = viewer_config(&uri).replace(
+        "reconnect_max_backoff = 1.0",
+        &format!("reconnect_max_backoff = 1.0\nca_file = \"{}\"", cert.display()),
+    );
+    let viewer = start(&cfg);
+    wait_for(90, "the dog through https", || {
+        let (code, body) = get(&viewer.addr, "/api/detections");
+        (code == 200 && String::from_utf8_lossy(&body).contains("\"dog\"")).then_some(())
+    });
+    assert_eq!(get(&viewer.addr, "/readyz").0, 200);
+    assert_eq!(viewer.log_lines(TOKEN), Vec::<String>::new());
+    assert!(!viewer
+        .log_lines(&format!("https://127.0.0.1:{}/stream.mjpg?token=***", proxy.port))
+        .is_empty());
 }
 
 fn exec_config(uri: &str, extra: &str) -> String {
