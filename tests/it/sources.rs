@@ -590,3 +590,30 @@ fn dog_box(report: &serde_json::Value) -> Vec<f64> {
     let dog = dets.iter().find(|d| d["label"] == "dog").expect("a dog");
     common::json_box(&dog["box"])
 }
+
+#[test]
+fn bench_source_counts_the_cpu_of_the_command_it_runs() {
+    // A command that burns CPU for each frame it writes: the figure must
+    // include the child's time, not only edgevision's.
+    let out = common::run(common::bin().args([
+        "bench-source",
+        "exec:while :; do i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; head -c 1200 /dev/zero; done",
+        "--format",
+        "i420",
+        "--width",
+        "40",
+        "--height",
+        "20",
+        "--frames",
+        "10",
+        "--warmup",
+        "1",
+    ]));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let j: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(j["frames"], 10);
+    assert_eq!((j["width"].as_u64(), j["height"].as_u64()), (Some(40), Some(20)));
+    // 20000 shell loop steps take well over 1 ms of CPU anywhere.
+    let ms = j["cpu_ms_per_frame"].as_f64().unwrap();
+    assert!(ms > 1.0, "{j}");
+}
