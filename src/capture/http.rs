@@ -1,6 +1,7 @@
 //! `http://HOST[:PORT]/PATH` — a `multipart/x-mixed-replace` MJPEG stream
 //! (IP cameras, mjpg-streamer, another edgevision's `/stream.mjpg`), read
-//! with a small HTTP/1.1 client over a std `TcpStream`: no ffmpeg, no TLS.
+//! with a small HTTP/1.1 client over a std `TcpStream`, with rustls for
+//! `https://` (webpki roots plus `source.ca_file`): no ffmpeg.
 //!
 //! `user:pass@` in the URL is sent as basic auth; a `?token=...` query is
 //! sent as it is (edgevision's bearer token in the query). Credentials never

@@ -682,3 +682,34 @@ fn config_labels_beside_a_model_other_than_the_default() {
         ModelConfig::default().labels
     );
 }
+
+#[test]
+fn config_credentials_from_a_file_go_into_the_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "p@ss:w/rd\n").unwrap();
+    let text = format!(
+        "[source]\nuri = \"http://cam:81/video\"\nusername = \"viewer\"\npassword_file = \"{}\"\n",
+        pw.display()
+    );
+    let cfg = Config::parse(&text, Path::new("config/x.toml")).unwrap();
+    match cfg.source.source_uri().unwrap() {
+        SourceUri::Http(u) => {
+            assert_eq!(
+                u.credentials,
+                Some(("viewer".to_string(), "p@ss:w/rd".to_string()))
+            );
+            assert_eq!(u.to_string(), "http://***@cam:81/video");
+        }
+        other => panic!("{other:?}"),
+    }
+    // An empty file, and both sources of a password: errors on their keys.
+    std::fs::write(&pw, "\n").unwrap();
+    let (key, msg) = cfg.source.source_uri().unwrap_err();
+    assert_eq!(key, "source.password_file");
+    assert!(msg.contains("is empty"), "{msg}");
+    let e = parse_err(&format!("{text}password_env = \"X\"\n"));
+    assert_eq!(e.key().as_deref(), Some("source.password_env"));
+    assert_eq!(e.line(), Some(5));
+    assert!(e.to_string().contains("not both"), "{e}");
+}
