@@ -29,6 +29,8 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Time inference through edgevision against the runtime alone (JSON).
     BenchModel(cmd::bench_model::BenchModelArgs),
+    /// CPU time per frame of a source alone (and its ffmpeg or command), as JSON.
+    BenchSource(cmd::bench_source::BenchSourceArgs),
     /// List V4L2 devices with their formats, frame sizes and rates.
     Devices(cmd::devices::DevicesArgs),
     /// Quantize a .tflite model (float16, dynamic, int8) or dequantize it (float32).
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Detect(args) => cmd::detect::run(args),
         Command::BenchModel(args) => cmd::bench_model::run(args),
+        Command::BenchSource(args) => cmd::bench_source::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::CheckConfig(args) => cmd::check_config::run(args),
         Command::Bench(args) => cmd::bench::run(args),

@@ -15,11 +15,15 @@
 //! output writes the buffers as they are, plane after plane
 //! ([`rpicam_strides`]).
 //!
+//! `rtsp://` runs `ffmpeg` directly with the arguments of
+//! [`super::rtsp::ffmpeg_args`]: unpadded I420 frames of the configured size.
+//!
 //! The child runs in its own process group and is killed, the whole group
 //! with SIGKILL, when the source closes (stop, reload, reconnect, drop), so
 //! nothing it started outlives it. When it exits, or writes nothing usable
 //! for `stall_timeout`, the read fails and [`super::Resilient`] starts it
-//! again with backoff. Its stderr goes to the log, at most
+//! again with backoff. The kernel kills it when the daemon dies, even by
+//! SIGKILL (`PR_SET_PDEATHSIG`). Its stderr goes to the log, at most
 //! [`STDERR_LINES_PER_WINDOW`] lines per [`STDERR_WINDOW`]. Reads poll the
 //! pipe in steps of [`READ_STEP`], so a stop request is seen within it.
 
@@ -33,6 +37,7 @@ use std::time::{Duration, Instant};
 use super::convert;
 use super::http::redact;
 use super::mjpeg::{next_jpeg, ByteReader};
+use super::rtsp::{self, RtspUrl};
 use super::util::{cancelled, JpegFrames};
 use super::{CaptureError, Frame, PixelFormatPref, Source, SourceOptions};
 
@@ -44,6 +49,8 @@ pub const STDERR_WINDOW: Duration = Duration::from_secs(10);
 /// With no `stall_timeout`, the longest wait for a frame anyway: a command
 /// that never writes one must not hold the source forever.
 const DEFAULT_STALL: Duration = Duration::from_secs(10);
+/// `rtsp://`: the least time given for the first frame after starting ffmpeg.
+const RTSP_FIRST_FRAME: Duration = Duration::from_secs(8);
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +59,8 @@ pub enum Program {
     Shell(String),
     /// `rpicam-vid` for camera N.
     Rpicam(u32),
+    /// `ffmpeg` reading an RTSP camera ([`super::rtsp`]).
+    Rtsp(RtspUrl),
 }
 
 impl Program {
@@ -60,6 +69,7 @@ impl Program {
         match self {
             Self::Shell(c) => format!("exec:{}", redact_words(c)),
             Self::Rpicam(n) => format!("rpicam:{n}"),
+            Self::Rtsp(u) => u.to_string(),
         }
     }
 
@@ -68,6 +78,7 @@ impl Program {
     pub fn executable(&self) -> Option<String> {
         match self {
             Self::Rpicam(_) => Some("rpicam-vid".into()),
+            Self::Rtsp(_) => Some("ffmpeg".into()),
             Self::Shell(c) => {
                 let first = c.split_whitespace().next()?;
                 let shell_word = first.contains([
@@ -186,6 +197,20 @@ fn layout_for(program: &Program, opts: &SourceOptions) -> Result<Layout, String>
         }
     };
     match program {
+        Program::Rtsp(_) => {
+            need_size("rtsp://")?;
+            if w % 2 == 1 || h % 2 == 1 {
+                return Err(format!("rtsp:// needs an even width and height, not {w}x{h}"));
+            }
+            let wu = w as usize;
+            Ok(Layout::Raw {
+                format: PixelFormatPref::I420,
+                width: w,
+                height: h,
+                stride: wu,
+                c_stride: wu / 2,
+            })
+        }
         Program::Rpicam(_) => {
             need_size("rpicam:")?;
             if w % 2 == 1 || h % 2 == 1 {
@@ -235,6 +260,7 @@ pub fn check(program: &Program, opts: &SourceOptions) -> Result<(), String> {
         if find_executable(&exe).is_none() {
             let hint = match program {
                 Program::Rpicam(_) => " (install rpicam-apps: sudo apt install rpicam-apps)",
+                Program::Rtsp(_) => " (rtsp:// sources need it: sudo apt install ffmpeg)",
                 Program::Shell(_) => "",
             };
             return Err(format!("{exe}: command not found on PATH{hint}"));
@@ -299,6 +325,27 @@ fn kill_group(child: &mut Child) {
     // members still alive after the leader exited get the signal too.
     unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
     let _ = child.wait();
+}
+
+/// Makes the kernel kill the child (SIGKILL) when the daemon dies, even by
+/// SIGKILL, so a direct child such as ffmpeg is never orphaned. (Members a
+/// shell started in turn are not covered: closing kills the whole group.)
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs between fork and exec and calls only
+    // async-signal-safe functions (prctl, getppid, kill, getpid).
+    let parent = std::process::id() as libc::pid_t;
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before prctl: then nobody is left to signal.
+            if libc::getppid() != parent {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Logs a child's stderr lines, rate-limited, until the pipe closes.
@@ -382,6 +429,20 @@ impl ExecSource {
                 cmd.args(["--camera", &n.to_string(), "-o", "-"]);
                 cmd
             }
+            Program::Rtsp(url) => {
+                let mut cmd = Command::new("ffmpeg");
+                cmd.args(rtsp::ffmpeg_args(url, &self.opts));
+                cmd
+            }
+        }
+    }
+
+    /// The wait for the first frame: ffmpeg first connects, then probes
+    /// the stream (about a second) before it decodes anything.
+    fn first_frame_wait(&self) -> Duration {
+        match self.program {
+            Program::Rtsp(_) => self.stall().max(RTSP_FIRST_FRAME),
+            _ => self.stall(),
         }
     }
 
@@ -451,17 +512,16 @@ impl Source for ExecSource {
         self.close();
         layout_for(&self.program, &self.opts).map_err(CaptureError::Fatal)?;
         let name = self.describe();
-        let mut child = self
-            .command()
-            .stdin(Stdio::null())
+        let mut cmd = self.command();
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| {
-                let exe = self.program.executable().unwrap_or_else(|| "sh".into());
-                CaptureError::Unavailable(format!("{name}: cannot start {exe}: {e}"))
-            })?;
+            .process_group(0);
+        die_with_parent(&mut cmd);
+        let mut child = cmd.spawn().map_err(|e| {
+            let exe = self.program.executable().unwrap_or_else(|| "sh".into());
+            CaptureError::Unavailable(format!("{name}: cannot start {exe}: {e}"))
+        })?;
         if let Some(err) = child.stderr.take() {
             log_stderr(name.clone(), err);
         }
@@ -471,7 +531,7 @@ impl Source for ExecSource {
             child,
             reader: ByteReader::new(Pipe {
                 out,
-                deadline: Instant::now() + self.stall(),
+                deadline: Instant::now() + self.first_frame_wait(),
                 bytes: 0,
             }),
         });

@@ -1,6 +1,7 @@
 //! `http://HOST[:PORT]/PATH` — a `multipart/x-mixed-replace` MJPEG stream
 //! (IP cameras, mjpg-streamer, another edgevision's `/stream.mjpg`), read
-//! with a small HTTP/1.1 client over a std `TcpStream`: no ffmpeg, no TLS.
+//! with a small HTTP/1.1 client over a std `TcpStream`, with rustls for
+//! `https://` (webpki roots plus `source.ca_file`): no ffmpeg.
 //!
 //! `user:pass@` in the URL is sent as basic auth; a `?token=...` query is
 //! sent as it is (edgevision's bearer token in the query). Credentials never
@@ -43,6 +44,8 @@ const MAX_SKIP_BYTES: usize = 1 << 20;
 pub const READ_STEP: Duration = Duration::from_millis(250);
 /// Longest wait for a TCP connection (keeps shutdown within 2 s).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait for a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Query keys whose values are secrets, hidden by [`redact`].
 const SECRET_KEYS: &[&str] = &[
@@ -64,6 +67,8 @@ const SECRET_KEYS: &[&str] = &[
 /// A parsed `http://` source URL.
 #[derive(Clone, PartialEq, Eq)]
 pub struct HttpUrl {
+    /// `https://`: the connection is TLS.
+    pub tls: bool,
     /// Host name or IP address (IPv6 without brackets).
     pub host: String,
     pub port: u16,
@@ -78,9 +83,11 @@ pub struct HttpUrl {
 impl HttpUrl {
     /// Parses `http://[user[:pass]@]host[:port][/path][?query]`.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let rest = s
-            .strip_prefix("http://")
-            .ok_or_else(|| "an http:// URL must start with http://".to_string())?;
+        let (tls, rest) = match (s.strip_prefix("http://"), s.strip_prefix("https://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => return Err("an HTTP URL must start with http:// or https://".into()),
+        };
         let (authority, target) = match rest.find(['/', '?']) {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -125,6 +132,7 @@ impl HttpUrl {
             return Err(format!("{host:?} is not a host name or IP address"));
         }
         let port = match port {
+            None | Some("") if tls => 443,
             None | Some("") => 80,
             Some(p) => p
                 .parse::<u16>()
@@ -133,6 +141,7 @@ impl HttpUrl {
                 .ok_or_else(|| format!("{p:?} is not a port number"))?,
         };
         Ok(Self {
+            tls,
             host: host.to_string(),
             port,
             target,
@@ -154,7 +163,7 @@ impl HttpUrl {
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == if self.tls { 443 } else { 80 } {
             host
         } else {
             format!("{host}:{}", self.port)
@@ -245,11 +254,101 @@ fn percent_decode(s: &str) -> Result<String, String> {
 /// Marker put in the io errors that mean "stop requested".
 const STOPPING: &str = "stopping";
 
+/// The connection: plain TCP, or TLS over it (`https://`).
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(s) => s.read(buf),
+            Self::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(s) => s.write(buf),
+            Self::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(s) => s.flush(),
+            Self::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// The TLS settings of `https://` sources: the webpki (Mozilla) roots, plus
+/// the certificates of `ca_file` (PEM) for cameras with their own CA or a
+/// self-signed certificate.
+pub fn tls_config(ca_file: Option<&std::path::Path>) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(p) = ca_file {
+        let shown = p.display();
+        let certs = CertificateDer::pem_file_iter(p)
+            .map_err(|e| format!("source.ca_file {shown}: {e}"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("source.ca_file {shown}: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("source.ca_file {shown}: no PEM certificate in it"));
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| format!("source.ca_file {shown}: {e}"))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(cfg))
+}
+
+/// Runs the TLS handshake on a socket with a read timeout, until done,
+/// `deadline`, or a stop request.
+fn tls_handshake(
+    conn: &mut rustls::ClientConnection,
+    sock: &mut TcpStream,
+    deadline: Instant,
+) -> io::Result<()> {
+    while conn.is_handshaking() {
+        match conn.complete_io(sock) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) =>
+            {
+                if cancelled() {
+                    return Err(io::Error::other(STOPPING));
+                }
+                if Instant::now() >= deadline {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake"));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// A `TcpStream` whose reads wait in [`READ_STEP`]s, fail with `TimedOut`
 /// after `stall` without a byte (zero: never), and give up when the
 /// capture thread is asked to stop.
 struct Socket {
-    inner: TcpStream,
+    inner: Transport,
     stall: Duration,
 }
 
@@ -617,6 +716,8 @@ pub struct HttpMjpegSource {
     url: HttpUrl,
     opts: SourceOptions,
     conn: Option<Connection>,
+    /// `https://`: the TLS settings, made at the first successful connect.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     jpeg: Vec<u8>,
     frames: JpegFrames,
 }
@@ -627,6 +728,7 @@ impl HttpMjpegSource {
             url,
             opts,
             conn: None,
+            tls: None,
             jpeg: Vec::new(),
             frames: JpegFrames::default(),
         }
@@ -684,14 +786,30 @@ impl HttpMjpegSource {
             request.push_str(&format!("Authorization: Basic {b64}\r\n"));
         }
         request.push_str("\r\n");
-        let mut writer = &stream;
-        writer
+        let mut transport = if self.url.tls {
+            let cfg = match &self.tls {
+                Some(c) => c.clone(),
+                None => tls_config(self.opts.ca_file.as_deref()).map_err(unavailable)?,
+            };
+            let name = rustls_pki_types::ServerName::try_from(self.url.host.clone())
+                .map_err(|e| unavailable(format!("TLS server name {}: {e}", self.url.host)))?;
+            let mut conn =
+                rustls::ClientConnection::new(cfg, name).map_err(|e| unavailable(format!("TLS: {e}")))?;
+            let mut sock = stream;
+            tls_handshake(&mut conn, &mut sock, Instant::now() + HANDSHAKE_TIMEOUT)
+                .map_err(|e| self.io_error("TLS handshake", e))?;
+            Transport::Tls(Box::new(rustls::StreamOwned::new(conn, sock)))
+        } else {
+            Transport::Plain(stream)
+        };
+        transport
             .write_all(request.as_bytes())
+            .and_then(|()| transport.flush())
             .map_err(|e| self.io_error("sending the request", e))?;
         let mut reader = BufReader::with_capacity(
             64 << 10,
             Socket {
-                inner: stream,
+                inner: transport,
                 stall: self.opts.stall_timeout,
             },
         );
@@ -738,6 +856,11 @@ impl Source for HttpMjpegSource {
 
     fn open(&mut self) -> Result<(), CaptureError> {
         self.conn = None;
+        if self.url.tls && self.tls.is_none() {
+            let cfg = tls_config(self.opts.ca_file.as_deref())
+                .map_err(|m| CaptureError::Unavailable(format!("{}: {m}", self.url)))?;
+            self.tls = Some(cfg);
+        }
         self.conn = Some(self.connect()?);
         Ok(())
     }

@@ -86,11 +86,13 @@ pub trait Source: Send {
 
 pub mod convert;
 pub mod exec;
+pub mod grab;
 pub mod http;
 pub mod images;
 pub mod jpeg;
 pub mod mjpeg;
 pub mod resilient;
+pub mod rtsp;
 pub mod test_pattern;
 pub mod uri;
 mod util;
@@ -194,6 +196,12 @@ pub struct SourceOptions {
     /// [`Frame::jpeg`] and decode only at the smallest DCT scale that covers
     /// this size (the model input); `width` and `height` are then ignored.
     pub pass_jpeg: Option<(u32, u32)>,
+    /// `rtsp://`: how RTP travels (TCP by default).
+    pub rtsp_transport: rtsp::RtspTransport,
+    /// `rtsp://`: extra ffmpeg input/decoder arguments, put before `-i`.
+    pub ffmpeg_args: Vec<String>,
+    /// `https://`: PEM certificates trusted besides the webpki roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for SourceOptions {
@@ -209,6 +217,9 @@ impl Default for SourceOptions {
             stall_timeout: Duration::from_secs(5),
             max_backoff: Duration::from_secs(8),
             pass_jpeg: None,
+            rtsp_transport: rtsp::RtspTransport::Tcp,
+            ffmpeg_args: Vec::new(),
+            ca_file: None,
         }
     }
 }
@@ -226,6 +237,10 @@ pub fn open_source(uri: &SourceUri, opts: &SourceOptions) -> Box<dyn Source> {
             opts.clone(),
         )),
         SourceUri::Rpicam(n) => Box::new(exec::ExecSource::new(exec::Program::Rpicam(*n), opts.clone())),
+        SourceUri::Rtsp(url) => Box::new(exec::ExecSource::new(
+            exec::Program::Rtsp(url.clone()),
+            opts.clone(),
+        )),
         SourceUri::Http(url) => Box::new(http::HttpMjpegSource::new(url.clone(), opts.clone())),
         SourceUri::Test => Box::new(test_pattern::TestPatternSource::new(opts.clone())),
     }

@@ -1,11 +1,13 @@
 //! Source URIs: `v4l2:/dev/video0` (or a bare `/dev/videoN`, `/dev/v4l/...`
-//! path), `images:DIR`, `mjpeg:FILE`, `http://HOST[:PORT]/PATH`, `test:`.
+//! path), `images:DIR`, `mjpeg:FILE`, `http://HOST[:PORT]/PATH`,
+//! `rtsp[s]://HOST[:PORT]/PATH`, `exec:COMMAND`, `rpicam:N`, `test:`.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use super::http::{redact, HttpUrl};
+use super::rtsp::RtspUrl;
 
 /// Where frames come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +20,8 @@ pub enum SourceUri {
     Mjpeg(PathBuf),
     /// A multipart MJPEG stream over HTTP (IP cameras, another edgevision).
     Http(HttpUrl),
+    /// An RTSP camera, decoded by an ffmpeg child process.
+    Rtsp(RtspUrl),
     /// A command whose stdout carries MJPEG or raw frames (`sh -c`).
     Exec(String),
     /// A Raspberry Pi camera module, through `rpicam-vid`.
@@ -30,6 +34,7 @@ pub enum SourceUri {
 pub const ACCEPTED_FORMS: &str = "v4l2:/dev/videoN (or a bare /dev/videoN or /dev/v4l/... path), \
                                   images:DIR, mjpeg:FILE, \
                                   http://[user:pass@]HOST[:PORT]/PATH[?token=...] (an MJPEG stream), \
+                                  rtsp[s]://[user:pass@]HOST[:PORT]/PATH (through ffmpeg), \
                                   exec:COMMAND (MJPEG or raw frames on its stdout), rpicam:N (Raspberry Pi camera N), test:";
 
 /// A string that is not a source URI. `input` has its credentials redacted.
@@ -69,8 +74,11 @@ impl FromStr for SourceUri {
         if let Some(rest) = s_trim.strip_prefix("mjpeg:") {
             return path_of(rest, "the file").map(Self::Mjpeg);
         }
-        if s_trim.starts_with("http://") {
+        if s_trim.starts_with("http://") || s_trim.starts_with("https://") {
             return HttpUrl::parse(s_trim).map(Self::Http).map_err(|e| err(&e));
+        }
+        if s_trim.starts_with("rtsp://") || s_trim.starts_with("rtsps://") {
+            return RtspUrl::parse(s_trim).map(Self::Rtsp).map_err(|e| err(&e));
         }
         if let Some(rest) = s_trim.strip_prefix("exec:") {
             let cmd = rest.trim();
@@ -84,11 +92,6 @@ impl FromStr for SourceUri {
                 .parse::<u32>()
                 .map(Self::Rpicam)
                 .map_err(|_| err("rpicam: takes a camera number, e.g. rpicam:0"));
-        }
-        if s_trim.starts_with("https://") {
-            return Err(err(
-                "https:// is not supported yet (no TLS client built in): use http:// on a trusted network",
-            ));
         }
         if s_trim == "test:" || s_trim == "test" {
             return Ok(Self::Test);
@@ -112,7 +115,7 @@ impl SourceUri {
     pub fn is_live(&self) -> bool {
         matches!(
             self,
-            Self::V4l2(_) | Self::Http(_) | Self::Exec(_) | Self::Rpicam(_)
+            Self::V4l2(_) | Self::Http(_) | Self::Rtsp(_) | Self::Exec(_) | Self::Rpicam(_)
         )
     }
 }
@@ -126,6 +129,7 @@ impl fmt::Display for SourceUri {
             Self::Images(p) => write!(f, "images:{}", p.display()),
             Self::Mjpeg(p) => write!(f, "mjpeg:{}", p.display()),
             Self::Http(u) => write!(f, "{u}"),
+            Self::Rtsp(u) => write!(f, "{u}"),
             Self::Exec(c) => write!(f, "exec:{}", super::exec::redact_words(c)),
             Self::Rpicam(n) => write!(f, "rpicam:{n}"),
             Self::Test => f.write_str("test:"),
@@ -187,15 +191,23 @@ mod tests {
         let msg = e.to_string();
         assert!(!msg.contains("hunter2") && !msg.contains("abcdef"), "{msg}");
         assert!(msg.contains("not a port number"), "{msg}");
-        let e = parse("https://cam/video").unwrap_err().to_string();
-        assert!(e.contains("https:// is not supported yet"), "{e}");
+        let uri = parse("rtsp://admin:hunter2@cam:8554/live").unwrap();
+        assert!(matches!(uri, SourceUri::Rtsp(_)) && uri.is_live());
+        assert_eq!(uri.to_string(), "rtsp://***@cam:8554/live");
+        let e = parse("rtsp://admin:hunter2@cam:x/live").unwrap_err().to_string();
+        assert!(!e.contains("hunter2") && e.contains("not a port number"), "{e}");
+        match parse("https://u:p@cam/video").unwrap() {
+            SourceUri::Http(u) => assert!(u.tls && u.port == 443 && u.host_header() == "cam"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
     fn rejected_forms_list_the_accepted_ones() {
         for bad in [
             "",
-            "rtsp://cam/stream",
+            "rtsp://",
+            "rtsp://cam:port/x",
             "images:",
             "mjpeg:",
             "v4l2:",
@@ -224,6 +236,8 @@ mod tests {
             "images:tests/photos",
             "mjpeg:a.mjpeg",
             "http://cam:8080/stream.mjpg?fps=5",
+            "rtsp://cam:8554/live",
+            "rtsps://cam/live",
             "exec:ffmpeg -i x.mp4 -f mjpeg -",
             "rpicam:1",
             "test:",

@@ -19,10 +19,12 @@ pub struct ConvertArgs {
     pub output: PathBuf,
     #[arg(long, value_enum)]
     pub mode: Mode,
-    /// Directory of JPEG/PNG images: calibration (int8) and comparison.
-    #[arg(long, value_name = "DIR")]
+    /// Directory of JPEG/PNG images, or a source URI (rtsp://, http://,
+    /// exec:, /dev/videoN, ...; `--samples` frames at 640x480):
+    /// calibration (int8) and comparison.
+    #[arg(long, value_name = "DIR|URI")]
     pub calibration: Option<PathBuf>,
-    /// How many calibration images to use (sorted by name).
+    /// How many calibration images to use (sorted by name), or frames to take.
     #[arg(long, default_value_t = 100)]
     pub samples: usize,
     /// Input/output type of an int8 model.

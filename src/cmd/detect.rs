@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -10,6 +11,7 @@ use serde::Serialize;
 
 use super::ModelArgs;
 use crate::annotate::{draw_detections, AnnotateStyle};
+use crate::capture;
 use crate::infer::{detection_json, Detection, Detector};
 
 #[derive(Debug, Args)]
@@ -28,10 +30,18 @@ pub struct DetectArgs {
     /// Write each image with its detections drawn into this directory.
     #[arg(long, value_name = "DIR")]
     pub annotate: Option<PathBuf>,
-    /// Images (JPEG, PNG).
-    #[arg(required = true, value_name = "IMAGE")]
+    /// Sources (URIs such as rtsp://, http://, exec:, /dev/videoN,
+    /// images:DIR): how many frames to take from each, at 640x480.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub samples: usize,
+    /// Images (JPEG, PNG), or source URIs (see `run --source`).
+    #[arg(required = true, value_name = "IMAGE|URI")]
     pub images: Vec<PathBuf>,
 }
+
+/// Frames taken from a source: their size, and the longest wait for one.
+const SOURCE_SIZE: (u32, u32) = (640, 480);
+const SOURCE_STALL: Duration = Duration::from_secs(10);
 
 #[derive(Serialize)]
 struct JsonImage {
@@ -51,16 +61,62 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    anyhow::ensure!(args.samples >= 1, "--samples must be 1 or more");
     let mut failures = 0usize;
-    for path in &args.images {
-        let img = match crate::capture::images::read_rgb(path) {
-            Ok(img) => img,
-            Err(e) => {
-                eprintln!("error: cannot read image {}: {e}", path.display());
-                failures += 1;
-                continue;
+    let mut inputs = 0usize;
+    for arg in &args.images {
+        // A source URI gives `--samples` frames, named URI#1, URI#2, ...
+        let pictures: Vec<(PathBuf, image::RgbImage)> = match capture::grab::source_arg(arg) {
+            Some(uri) => {
+                let opts = capture::grab::grab_options(SOURCE_SIZE.0, SOURCE_SIZE.1, SOURCE_STALL);
+                match capture::grab::grab_frames(&uri, &opts, args.samples) {
+                    Ok(frames) => frames
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, f)| (PathBuf::from(format!("{uri}#{}", i + 1)), f))
+                        .collect(),
+                    Err(e) => {
+                        eprintln!("error: cannot read from source {e}");
+                        failures += 1;
+                        inputs += 1;
+                        continue;
+                    }
+                }
             }
+            None => match crate::capture::images::read_rgb(arg) {
+                Ok(img) => vec![(arg.clone(), img)],
+                Err(e) => {
+                    eprintln!("error: cannot read image {}: {e}", arg.display());
+                    failures += 1;
+                    inputs += 1;
+                    continue;
+                }
+            },
         };
+        for (path, img) in pictures {
+            inputs += 1;
+            failures += detect_one(&mut detector, &args, &mut out, &path, img)?;
+        }
+    }
+    out.flush()?;
+    if failures > 0 {
+        eprintln!("{failures} of {inputs} images failed");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Detects on one picture, prints the result and writes the annotated copy;
+/// returns the failures (0 or 1: the copy could not be written).
+fn detect_one(
+    detector: &mut Detector,
+    args: &DetectArgs,
+    out: &mut impl Write,
+    path: &Path,
+    img: image::RgbImage,
+) -> anyhow::Result<usize> {
+    let mut failures = 0;
+    {
         let (dets, timings) = detector.detect_image(&img)?;
         if args.json {
             let obj = JsonImage {
@@ -72,7 +128,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
             };
             writeln!(out, "{}", serde_json::to_string(&obj)?)?;
         } else {
-            write_table(&mut out, path, &img, timings.infer.as_secs_f64() * 1e3, &dets)?;
+            write_table(out, path, &img, timings.infer.as_secs_f64() * 1e3, &dets)?;
         }
         if let Some(dir) = &args.annotate {
             let mut canvas = img;
@@ -85,12 +141,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    out.flush()?;
-    if failures > 0 {
-        eprintln!("{failures} of {} images failed", args.images.len());
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(failures)
 }
 
 fn annotated_path(dir: &Path, image: &Path) -> PathBuf {

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_model;
+pub mod bench_source;
 pub mod check_config;
 pub mod convert;
 pub mod detect;

@@ -127,7 +127,7 @@ pub fn pipeline_settings(cfg: &Config) -> anyhow::Result<PipelineSettings> {
     let mut detector = cfg.detector_settings();
     detector.session.threads = layout.threads;
     Ok(PipelineSettings {
-        source: s.parsed_uri().map_err(|e| anyhow::anyhow!("source.uri: {e}"))?,
+        source: s.source_uri().map_err(|(key, e)| anyhow::anyhow!("{key}: {e}"))?,
         source_options: SourceOptions {
             width: s.width,
             height: s.height,
@@ -140,6 +140,9 @@ pub fn pipeline_settings(cfg: &Config) -> anyhow::Result<PipelineSettings> {
             max_backoff: Duration::from_secs_f32(s.reconnect_max_backoff.max(0.1)),
             // Set by the pipeline from the model's input size.
             pass_jpeg: None,
+            rtsp_transport: s.rtsp_transport,
+            ffmpeg_args: s.ffmpeg_args.clone(),
+            ca_file: s.ca_file.clone(),
         },
         detector,
         workers: layout.workers,

@@ -112,7 +112,12 @@ impl Config {
     /// check that the model and other files exist; see
     /// [`Config::load_checked`].
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        Self::load_text(path).map(|(cfg, _)| cfg)
+        let (cfg, text) = Self::load_text(path)?;
+        // A missing password file or variable is a config error, with its line.
+        cfg.source
+            .source_uri()
+            .map_err(|(key, message)| invalid_at(path, &text, key, message))?;
+        Ok(cfg)
     }
 
     /// [`Config::load`], then checks that the files the config names exist
@@ -201,6 +206,7 @@ impl Config {
         if let Some(Err(e)) = s.check_layout() {
             return err("source.uri", e);
         }
+        s.check_credential_keys()?;
         for (key, v) in [("source.width", s.width), ("source.height", s.height)] {
             if v > MAX_SIDE {
                 return err(key, format!("must be at most {MAX_SIDE}, not {v}"));
@@ -405,6 +411,10 @@ impl Config {
         }
         if let Some(Err(e)) = self.source.check_program() {
             return Err(("source.uri".into(), e));
+        }
+        self.source.source_uri()?;
+        if let Some(ca) = &self.source.ca_file {
+            crate::capture::http::tls_config(Some(ca)).map_err(|e| ("source.ca_file".to_string(), e))?;
         }
         match self.source.parsed_uri() {
             Ok(SourceUri::Images(dir)) => check("source.uri", &dir, "image directory", true)?,

@@ -277,7 +277,7 @@ fn config_source_uri_forms() {
     for (s, want) in ok {
         assert_eq!(s.parse::<SourceUri>().unwrap(), want, "{s}");
     }
-    for bad in ["rtsp://x", "", "images:", "photos/"] {
+    for bad in ["rtsp://", "", "images:", "photos/"] {
         let msg = bad.parse::<SourceUri>().unwrap_err().to_string();
         for form in ["v4l2:/dev/videoN", "images:DIR", "mjpeg:FILE", "test:"] {
             assert!(msg.contains(form), "{bad}: {msg}");
@@ -471,11 +471,14 @@ fn config_invalid_default_value_has_key_but_no_line() {
 
 #[test]
 fn config_bad_uri_names_key_and_line() {
-    let e = parse_err("[source]\nwidth = 320\nheight = 240\nuri = \"rtsp://x\"\n");
+    let e = parse_err("[source]\nwidth = 320\nheight = 240\nuri = \"rtsp://x:y/z\"\n");
     let msg = e.to_string();
     assert!(msg.starts_with("config/x.toml:4: source.uri: "), "{msg}");
     assert!(
-        msg.contains("rtsp://x") && msg.contains("images:DIR") && msg.contains("v4l2:"),
+        msg.contains("rtsp://x:y/z")
+            && msg.contains("not a port number")
+            && msg.contains("images:DIR")
+            && msg.contains("v4l2:"),
         "{msg}"
     );
 }
@@ -935,4 +938,35 @@ fn config_stream_font_is_checked() {
         cfg.stream.font.as_deref(),
         Some(Path::new(crate::annotate::text::DEFAULT_FONTS[1]))
     );
+}
+
+#[test]
+fn config_credentials_from_a_file_go_into_the_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "p@ss:w/rd\n").unwrap();
+    let text = format!(
+        "[source]\nuri = \"http://cam:81/video\"\nusername = \"viewer\"\npassword_file = \"{}\"\n",
+        pw.display()
+    );
+    let cfg = Config::parse(&text, Path::new("config/x.toml")).unwrap();
+    match cfg.source.source_uri().unwrap() {
+        SourceUri::Http(u) => {
+            assert_eq!(
+                u.credentials,
+                Some(("viewer".to_string(), "p@ss:w/rd".to_string()))
+            );
+            assert_eq!(u.to_string(), "http://***@cam:81/video");
+        }
+        other => panic!("{other:?}"),
+    }
+    // An empty file, and both sources of a password: errors on their keys.
+    std::fs::write(&pw, "\n").unwrap();
+    let (key, msg) = cfg.source.source_uri().unwrap_err();
+    assert_eq!(key, "source.password_file");
+    assert!(msg.contains("is empty"), "{msg}");
+    let e = parse_err(&format!("{text}password_env = \"X\"\n"));
+    assert_eq!(e.key().as_deref(), Some("source.password_env"));
+    assert_eq!(e.line(), Some(5));
+    assert!(e.to_string().contains("not both"), "{e}");
 }

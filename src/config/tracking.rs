@@ -301,6 +301,12 @@ pub(crate) fn validate(
 
     for (i, w) in hooks.iter().enumerate() {
         let k = |f: &str| format!("webhook[{i}].{f}");
+        if w.url.starts_with("https://") {
+            return bad(
+                k("url"),
+                "https:// receivers are not supported: use http:// on a trusted network, or a local relay",
+            );
+        }
         if let Err(e) = HttpUrl::parse(&w.url) {
             return bad(k("url"), format!("{}: {e}", crate::capture::http::redact(&w.url)));
         }

@@ -33,11 +33,26 @@ pub struct Images {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
-/// Loads up to `samples` JPEG/PNG files of `dir` (sorted by name). Files
+/// Loads up to `samples` JPEG/PNG files of `dir` (sorted by name), or
+/// `samples` frames when `dir` is a source URI. Files
 /// that cannot be decoded are skipped with a warning; no usable image at
 /// all is an error.
 pub fn load_images(dir: &Path, samples: usize) -> Result<Images, ConvertError> {
     let err = |m: String| ConvertError::Calibration(m);
+    // A source URI instead (rtsp://, http://, exec:, /dev/videoN, ...):
+    // `samples` frames from it, as the daemon would see them.
+    if let Some(uri) = crate::capture::grab::source_arg(dir) {
+        let opts = crate::capture::grab::grab_options(640, 480, std::time::Duration::from_secs(10));
+        let frames = crate::capture::grab::grab_frames(&uri, &opts, samples).map_err(err)?;
+        return Ok(Images {
+            images: frames
+                .into_iter()
+                .enumerate()
+                .map(|(i, f)| (PathBuf::from(format!("{uri}#{}", i + 1)), f))
+                .collect(),
+            skipped: Vec::new(),
+        });
+    }
     let entries = std::fs::read_dir(dir).map_err(|e| err(format!("cannot read {}: {e}", dir.display())))?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -65,14 +65,15 @@ fn wrong_type_names_the_key_and_line() {
 
 #[test]
 fn bad_source_uri_lists_the_accepted_forms() {
-    let (_dir, file) = temp_config("# camera\n[source]\nuri = \"rtsp://cam/stream\"\n");
+    let (_dir, file) = temp_config("# camera\n[source]\nuri = \"rtps://cam/stream\"\n");
     let out = check_config(&file);
     assert_fails(
         &out,
         &file,
         &[
             ":3: source.uri: ",
-            "rtsp://cam/stream",
+            "rtps://cam/stream",
+            "rtsp[s]://",
             "images:DIR",
             "mjpeg:FILE",
             "test:",

@@ -272,7 +272,7 @@ fn stops_within_two_seconds_whatever_the_frame_rate() {
 fn bad_config_and_busy_port_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
-    std::fs::write(&cfg, "[source]\nuri = \"rtsp://camera\"\n").unwrap();
+    std::fs::write(&cfg, "[source]\nuri = \"rtsp://camera:port/x\"\n").unwrap();
     let out = common::run(common::bin().args(["run", "--config"]).arg(&cfg));
     assert_eq!(out.code, Some(1));
     assert!(

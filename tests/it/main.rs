@@ -20,6 +20,7 @@ mod hardening;
 mod http_hardening;
 mod http_server;
 mod mqtt;
+mod rtsp;
 mod sources;
 mod systemd_service;
 mod tracking;

@@ -150,10 +150,13 @@ fn check_config_shows_an_http_source_without_its_credentials() {
 }
 
 #[test]
-fn https_and_a_malformed_http_uri_are_clear_config_errors() {
+fn a_malformed_http_uri_and_a_bad_ca_file_are_clear_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("not-a-cert.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
     for (uri, want) in [
-        ("https://cam/video", "https:// is not supported yet"),
         ("http://admin:hunter2@cam:port/video", "not a port number"),
+        ("https://admin:hunter2@cam:port/video", "not a port number"),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("edgevision.toml");
@@ -167,6 +170,130 @@ fn https_and_a_malformed_http_uri_are_clear_config_errors() {
         );
         assert!(!text.contains("hunter2"), "{text}");
     }
+    let body = viewer_config("https://cam/video").replace(
+        "reconnect_max_backoff = 1.0",
+        &format!("reconnect_max_backoff = 1.0\nca_file = \"{}\"", not_pem.display()),
+    );
+    let cfg = dir.path().join("edgevision.toml");
+    std::fs::write(&cfg, &body).unwrap();
+    let out = common::run(common::bin().arg("check-config").arg(&cfg));
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert_ne!(out.code, Some(0), "{text}");
+    let line = body.lines().position(|l| l.starts_with("ca_file")).unwrap() + 1;
+    assert!(
+        text.contains(&format!(":{line}: source.ca_file")) && text.contains("no PEM certificate"),
+        "{text}"
+    );
+}
+
+/// Runs `program` (a test dependency, see scripts/deps), failing when it is
+/// missing or fails.
+fn tool(program: &str, args: &[&str]) {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} is needed (scripts/deps --test installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// socat terminating TLS on 127.0.0.1 (a free port) in front of `upstream`,
+/// with `cert`/`key`; killed on drop.
+struct TlsProxy {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl TlsProxy {
+    fn start(upstream: &str, cert: &std::path::Path, key: &std::path::Path) -> TlsProxy {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = std::process::Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
+                cert.display(),
+                key.display()
+            ))
+            .arg(format!("TCP:{upstream}"))
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("socat is needed (scripts/deps --test installs it)");
+        wait_for(10, "socat listening", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+        });
+        TlsProxy { child, port }
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn https_source_reads_a_camera_behind_tls_trusting_only_its_ca_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            // A camera's own certificate: self-signed, not a CA (webpki refuses
+            // a CA certificate as the server's: CaUsedAsEndEntity).
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ],
+    );
+    let photos = photo_dir(&["dog.jpg"]);
+    let cam = start_camera(photos.path(), "127.0.0.1:0");
+    let proxy = TlsProxy::start(&cam.addr, &cert, &key);
+    let uri = format!("https://127.0.0.1:{}/stream.mjpg?token={TOKEN}", proxy.port);
+
+    // Without the CA file the self-signed certificate is refused.
+    let untrusting = start(&viewer_config(&uri));
+    wait_for(30, "the certificate refused", || {
+        let lines = untrusting.log_lines("invalid peer certificate");
+        (!lines.is_empty()).then_some(())
+    });
+    assert_eq!(get(&untrusting.addr, "/readyz").0, 503);
+    drop(untrusting);
+
+    // With it: the dog through TLS.
+    let cfg = viewer_config(&uri).replace(
+        "reconnect_max_backoff = 1.0",
+        &format!("reconnect_max_backoff = 1.0\nca_file = \"{}\"", cert.display()),
+    );
+    let viewer = start(&cfg);
+    wait_for(90, "the dog through https", || {
+        let (code, body) = get(&viewer.addr, "/api/detections");
+        (code == 200 && String::from_utf8_lossy(&body).contains("\"dog\"")).then_some(())
+    });
+    assert_eq!(get(&viewer.addr, "/readyz").0, 200);
+    assert_eq!(viewer.log_lines(TOKEN), Vec::<String>::new());
+    assert!(!viewer
+        .log_lines(&format!("https://127.0.0.1:{}/stream.mjpg?token=***", proxy.port))
+        .is_empty());
 }
 
 fn exec_config(uri: &str, extra: &str) -> String {
@@ -191,7 +318,7 @@ threads = 1
 /// Process ids (not zombies) whose process group is `pgid`, from /proc.
 /// The group's members once gone, or those still there after 2 s: SIGKILL
 /// reaches members other than the reaped leader a moment later.
-fn group_gone(pgid: u32) -> Vec<u32> {
+pub(crate) fn group_gone(pgid: u32) -> Vec<u32> {
     use std::time::Duration;
     common::poll(Duration::from_secs(2), Duration::from_millis(20), || {
         group_members(pgid).is_empty().then_some(())
@@ -199,7 +326,7 @@ fn group_gone(pgid: u32) -> Vec<u32> {
     group_members(pgid)
 }
 
-fn group_members(pgid: u32) -> Vec<u32> {
+pub(crate) fn group_members(pgid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
@@ -218,7 +345,7 @@ fn group_members(pgid: u32) -> Vec<u32> {
 }
 
 /// The pids of the commands the daemon logged as started.
-fn started_pids(d: &Daemon) -> Vec<u32> {
+pub(crate) fn started_pids(d: &Daemon) -> Vec<u32> {
     d.log_lines("started process ")
         .iter()
         .filter_map(|l| {
@@ -462,4 +589,31 @@ fn dog_box(report: &serde_json::Value) -> Vec<f64> {
     let dets = report["detections"].as_array().expect("detections");
     let dog = dets.iter().find(|d| d["label"] == "dog").expect("a dog");
     common::json_box(&dog["box"])
+}
+
+#[test]
+fn bench_source_counts_the_cpu_of_the_command_it_runs() {
+    // A command that burns CPU for each frame it writes: the figure must
+    // include the child's time, not only edgevision's.
+    let out = common::run(common::bin().args([
+        "bench-source",
+        "exec:while :; do i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; head -c 1200 /dev/zero; done",
+        "--format",
+        "i420",
+        "--width",
+        "40",
+        "--height",
+        "20",
+        "--frames",
+        "10",
+        "--warmup",
+        "1",
+    ]));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let j: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(j["frames"], 10);
+    assert_eq!((j["width"].as_u64(), j["height"].as_u64()), (Some(40), Some(20)));
+    // 20000 shell loop steps take well over 1 ms of CPU anywhere.
+    let ms = j["cpu_ms_per_frame"].as_f64().unwrap();
+    assert!(ms > 1.0, "{j}");
 }

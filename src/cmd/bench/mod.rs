@@ -63,7 +63,7 @@ fn process_cpu() -> Duration {
 
 /// The CPU's model name and whether it has the int8 dot-product
 /// instructions that make int8 models twice as fast as float ones.
-fn cpu_info() -> serde_json::Value {
+pub(crate) fn cpu_info() -> serde_json::Value {
     let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let field = |key: &str| {
         text.lines()
