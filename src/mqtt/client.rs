@@ -12,8 +12,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rumqttc::{
-    Client, ConnectReturnCode, ConnectionError, Event, LastWill, MqttOptions, Packet, QoS, RecvTimeoutError,
-    TlsConfiguration, Transport,
+    Client, ConnectReturnCode, ConnectionError, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration,
+    Transport,
 };
 use tokio::sync::broadcast::error::TryRecvError;
 
@@ -154,10 +154,19 @@ impl Session {
                 return;
             }
         };
-        let (client, mut conn) = Client::new(opts, 256);
+        let (client, conn) = Client::new(opts, 256);
+        // The connection runs on its own thread: connecting (DNS, TCP, TLS,
+        // the broker's answer) takes what it takes, and is never cut short.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let conn_stop = self.stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("mqtt-conn".into())
+            .spawn(move || drive(conn, tx, conn_stop));
+        if let Err(e) = spawned {
+            tracing::error!("mqtt: cannot start the connection thread: {e}");
+            return;
+        }
         let mut events = self.hub.events.subscribe();
-        let mut backoff = FIRST_BACKOFF;
-        let mut next_attempt = Instant::now();
         let mut last_log: Option<Instant> = None;
         let mut suppressed = 0u64;
         let mut last_stats = Instant::now() - self.s.stats_interval;
@@ -176,54 +185,46 @@ impl Session {
         }
         metrics.mqtt_connected.set(0);
         let where_ = format!("{}:{}", self.s.host, self.s.port);
-        while !self.stop.load(Ordering::SeqCst) {
-            if self.connected || Instant::now() >= next_attempt {
-                match conn.recv_timeout(Duration::from_millis(100)) {
-                    Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
-                        tracing::info!("mqtt: connected to {where_} as {}", self.s.client_id);
-                        self.connected = true;
-                        metrics.mqtt_connected.set(1);
-                        backoff = FIRST_BACKOFF;
-                        last_log = None;
-                        self.on_connect(&client);
-                    }
-                    Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
-                        self.incoming(&p.topic, &p.payload, &client)
-                    }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => {
-                        if self.connected {
-                            tracing::warn!(
-                                "mqtt: connection to {where_} lost: {e}; reconnecting (the stream goes on)"
-                            );
-                            last_log = Some(Instant::now());
-                        } else if last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
-                            let more = if suppressed > 0 {
-                                format!(" ({suppressed} more failed attempts since the last message)")
-                            } else {
-                                String::new()
-                            };
-                            tracing::warn!(
-                                "mqtt: cannot connect to {where_}: {}{more}; retrying with back-off up to {} s (the stream goes on)",
-                                explain(&e),
-                                MAX_BACKOFF.as_secs()
-                            );
-                            last_log = Some(Instant::now());
-                            suppressed = 0;
-                        } else {
-                            suppressed += 1;
-                        }
-                        self.connected = false;
-                        self.cleanup = None;
-                        metrics.mqtt_connected.set(0);
-                        next_attempt = Instant::now() + backoff;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                    }
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => break,
+        loop {
+            let stopping = self.stop.load(Ordering::SeqCst);
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
+                    tracing::info!("mqtt: connected to {where_} as {}", self.s.client_id);
+                    self.connected = true;
+                    metrics.mqtt_connected.set(1);
+                    last_log = None;
+                    self.on_connect(&client);
                 }
-            } else {
-                std::thread::sleep(Duration::from_millis(100));
+                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => self.incoming(&p.topic, &p.payload, &client),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    if self.connected {
+                        tracing::warn!(
+                            "mqtt: connection to {where_} lost: {e}; reconnecting (the stream goes on)"
+                        );
+                        last_log = Some(Instant::now());
+                    } else if last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                        let more = if suppressed > 0 {
+                            format!(" ({suppressed} more failed attempts since the last message)")
+                        } else {
+                            String::new()
+                        };
+                        tracing::warn!(
+                            "mqtt: cannot connect to {where_}: {}{more}; retrying with back-off up to {} s (the stream goes on)",
+                            explain(&e),
+                            MAX_BACKOFF.as_secs()
+                        );
+                        last_log = Some(Instant::now());
+                        suppressed = 0;
+                    } else {
+                        suppressed += 1;
+                    }
+                    self.connected = false;
+                    self.cleanup = None;
+                    metrics.mqtt_connected.set(0);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             }
 
             // What happened since: events, counts, pictures, stats.
@@ -251,17 +252,21 @@ impl Session {
                 self.flush(&client);
                 self.finish_cleanup(&client);
             }
+            if stopping {
+                break;
+            }
         }
-        // A clean stop: say so, then disconnect.
+        // A clean stop: what is queued, "offline", then disconnect. The
+        // connection thread ends with the client; it is not waited for.
         if self.connected {
             self.flush(&client);
             let _ = client.try_publish(self.topics.available(), QoS::AtLeastOnce, true, "offline");
             let _ = client.try_disconnect();
             let end = Instant::now() + Duration::from_secs(2);
             while Instant::now() < end {
-                match conn.recv_timeout(Duration::from_millis(100)) {
+                match rx.recv_timeout(Duration::from_millis(100)) {
                     Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) | Ok(Err(_)) => break,
-                    Err(RecvTimeoutError::Disconnected) => break,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                     _ => {}
                 }
             }
@@ -272,32 +277,26 @@ impl Session {
     /// Availability, discovery and every retained state first, then the
     /// subscriptions.
     fn on_connect(&mut self, client: &Client) {
-        let mut first = vec![Msg {
-            topic: self.topics.available(),
-            payload: b"online".to_vec(),
-            retain: true,
-        }];
+        let mut first = vec![(self.topics.available(), b"online".to_vec())];
         if self.s.discovery {
             for (topic, payload) in discovery::configs(&self.s, &self.topics) {
-                first.push(Msg {
-                    topic,
-                    payload: payload.into_bytes(),
-                    retain: true,
-                });
+                first.push((topic, payload.into_bytes()));
             }
         }
         for (topic, payload) in &self.retained {
-            first.push(Msg {
-                topic: topic.clone(),
-                payload: payload.clone(),
-                retain: true,
-            });
+            first.push((topic.clone(), payload.clone()));
         }
-        // Queued retained state is in `first` already, newer.
+        // Straight to the connection, never through the queue: a full queue
+        // must not drop "online" or discovery.
+        for (topic, payload) in first {
+            if client.try_publish(topic, self.qos, true, payload).is_ok() {
+                self.hub.metrics.mqtt_published.inc();
+            } else {
+                self.hub.metrics.mqtt_dropped.inc();
+            }
+        }
+        // Retained state still queued is older than what went out above.
         self.queue.retain(|m| !m.retain);
-        for m in first.into_iter().rev() {
-            self.queue.push_front(m);
-        }
         let _ = client.try_subscribe(self.topics.detect_set(), QoS::AtLeastOnce);
         if self.s.discovery {
             let node = discovery::slug(&self.s.client_id);
@@ -382,7 +381,11 @@ impl Session {
             return;
         }
         self.retained.insert(topic.clone(), payload.clone());
-        self.enqueue(topic, payload, true);
+        // While the broker is away only the newest value matters, and it
+        // goes out on reconnect: nothing is queued.
+        if self.connected {
+            self.enqueue(topic, payload, true);
+        }
     }
 
     fn flush(&mut self, client: &Client) {
@@ -492,4 +495,34 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig,
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())
         .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// Drives rumqttc's connection, passing every event on; after an error it
+/// waits (back-off from 1 s to 30 s, reset by a successful connect) before
+/// the next attempt. Ends when the client is gone or on stop.
+fn drive(
+    mut conn: rumqttc::Connection,
+    tx: std::sync::mpsc::Sender<Result<Event, ConnectionError>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    for ev in conn.iter() {
+        let failed = ev.is_err();
+        if matches!(ev, Ok(Event::Incoming(Packet::ConnAck(_)))) {
+            backoff = FIRST_BACKOFF;
+        }
+        if tx.send(ev).is_err() {
+            return;
+        }
+        if failed {
+            let until = Instant::now() + backoff;
+            while Instant::now() < until {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
 }

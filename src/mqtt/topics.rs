@@ -1,5 +1,15 @@
 //! Every topic the daemon publishes or reads, in one place.
 
+/// A label or zone as one topic level: MQTT's wildcards and the level
+/// separator (a custom labels file may have them) become `_`.
+fn level(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains(['+', '#', '/', '\0']) {
+        s.replace(['+', '#', '/', '\0'], "_").into()
+    } else {
+        s.into()
+    }
+}
+
 /// Topic names for one daemon and camera.
 #[derive(Debug, Clone)]
 pub struct Topics {
@@ -27,17 +37,17 @@ impl Topics {
 
     /// Objects of `label` tracked now, retained.
     pub fn count(&self, label: &str) -> String {
-        format!("{}/{}/{label}", self.prefix, self.camera)
+        format!("{}/{}/{}", self.prefix, self.camera, level(label))
     }
 
     /// Objects of `label` in `zone` now, retained.
     pub fn zone_count(&self, zone: &str, label: &str) -> String {
-        format!("{}/{}/{zone}/{label}", self.prefix, self.camera)
+        format!("{}/{}/{}/{}", self.prefix, self.camera, level(zone), level(label))
     }
 
     /// The latest picture of a `label` object (JPEG), retained.
     pub fn snapshot(&self, label: &str) -> String {
-        format!("{}/{}/{label}/snapshot", self.prefix, self.camera)
+        format!("{}/{}/{}/snapshot", self.prefix, self.camera, level(label))
     }
 
     /// Daemon figures as JSON, every `stats_interval`.
@@ -75,5 +85,7 @@ mod tests {
         assert_eq!(t.stats(), "edgevision/stats");
         assert_eq!(t.detect_set(), "edgevision/garden/detect/set");
         assert_eq!(t.detect_state(), "edgevision/garden/detect/state");
+        // Wildcards in a label cannot make a topic the broker refuses.
+        assert_eq!(t.count("a+b/c#"), "edgevision/garden/a_b_c_");
     }
 }

@@ -116,6 +116,13 @@ fn retained(port: u16, topic: &str, secs: u32) -> Option<String> {
         .map(|(_, p)| String::from_utf8_lossy(&p).into_owned())
 }
 
+/// Waits until the broker holds the daemon's retained `online`.
+fn wait_online(port: u16) {
+    wait_for(30, "availability online", || {
+        (retained(port, "edgevision/available", 2).as_deref() == Some("online")).then_some(())
+    });
+}
+
 fn publish(port: u16, topic: &str, payload: &str) {
     let out = Command::new("mosquitto_pub")
         .args([
@@ -197,10 +204,7 @@ fn availability_discovery_events_counts_pictures_and_stats_reach_the_broker() {
         &extra,
     ));
 
-    assert_eq!(
-        retained(port, "edgevision/available", 20).as_deref(),
-        Some("online")
-    );
+    wait_online(port);
     // Events: the dog, as documented.
     let ev = wait_for(60, "a dog event", || {
         sub(port, "edgevision/default/events", 1, 5, false).pop()
@@ -311,10 +315,7 @@ fn a_restarted_broker_gets_everything_again_and_detect_off_pauses_inference() {
         &format!("url = \"mqtt://127.0.0.1:{port}\""),
         "",
     ));
-    assert_eq!(
-        retained(port, "edgevision/available", 20).as_deref(),
-        Some("online")
-    );
+    wait_online(port);
     // Down for five seconds; the new broker starts empty (no persistence).
     drop(broker);
     std::thread::sleep(Duration::from_secs(5));
@@ -333,7 +334,13 @@ fn a_restarted_broker_gets_everything_again_and_detect_off_pauses_inference() {
         (retained(port, "edgevision/default/detect/state", 2).as_deref() == Some("OFF")).then_some(())
     });
     let count = |name: &str| metric(&metrics(&d.addr), name).unwrap_or(0.0);
-    std::thread::sleep(Duration::from_millis(500));
+    // An inference already running when OFF came may still finish: wait
+    // until the count holds still for a second.
+    wait_for(20, "inference to stop", || {
+        let before = count("edgevision_inference_seconds_count");
+        std::thread::sleep(Duration::from_secs(1));
+        (count("edgevision_inference_seconds_count") == before).then_some(())
+    });
     let (i0, f0) = (
         count("edgevision_inference_seconds_count"),
         count("edgevision_frames_processed_total"),
@@ -362,10 +369,7 @@ fn a_killed_daemon_is_offline_through_its_last_will() {
         &format!("url = \"mqtt://127.0.0.1:{}\"", broker.port),
         "",
     ));
-    assert_eq!(
-        retained(broker.port, "edgevision/available", 20).as_deref(),
-        Some("online")
-    );
+    wait_online(broker.port);
     d.signal(libc::SIGKILL);
     d.wait_exit(10);
     wait_for(20, "the broker saying offline", || {
