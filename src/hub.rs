@@ -139,8 +139,10 @@ impl Hub {
     /// Ready: frames flow, the model has produced a result, and inference
     /// is not failing frame after frame.
     pub fn is_ready(&self) -> bool {
+        // With detection switched off nothing is inferred, and that is
+        // no fault.
         self.ready.load(Ordering::Relaxed)
-            && self.inferred.load(Ordering::Relaxed)
+            && (self.inferred.load(Ordering::Relaxed) || !self.detect_enabled())
             && !self.inference_failing()
     }
 

@@ -340,6 +340,8 @@ pub(crate) const PAGE: &str = r##"<!DOCTYPE html>
       var pic = document.createElement("img");
       pic.alt = o.label; pic.loading = "lazy";
       pic.src = url(o.snapshot.replace(/^\//, "")) + (token ? "&" : "?") + "s=" + Math.round(o.score * 1e4);
+      // The picture is written a moment after the event: try again once.
+      pic.onerror = function () { pic.onerror = null; setTimeout(function () { pic.src = pic.src + "&r=1"; }, 1500); };
       li.appendChild(pic);
     }
     var what = document.createElement("span"), title = document.createElement("span"), sub = document.createElement("span");

@@ -60,6 +60,10 @@ pub fn configure(hub: &Arc<Hub>, settings: Option<MqttSettings>) {
     }
     // The old client says "offline" and disconnects before a new one starts.
     slot.take();
+    if settings.is_none() {
+        // Nothing can switch detection back on without MQTT.
+        hub.set_detect_enabled(true);
+    }
     if let Some(s) = settings {
         match Mqtt::start(s, Arc::downgrade(hub)) {
             Ok(m) => *slot = Some(m),

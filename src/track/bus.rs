@@ -80,9 +80,13 @@ impl EventBus {
             }
         }
         let mut sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        // Replaced writers and senders are stopped after the lock is
+        // released: their threads may take a moment to finish, and the
+        // workers publish through this lock.
+        let mut old_writer = None;
         let same = sinks.snapshots.as_ref().map(|w| w.settings()) == snapshots.as_ref();
         if !same {
-            sinks.snapshots = None;
+            old_writer = sinks.snapshots.take();
             if let Some(s) = snapshots {
                 match SnapshotWriter::start(s, self.snapshots.clone(), metrics.clone()) {
                     Ok(w) => sinks.snapshots = Some(w),
@@ -101,7 +105,9 @@ impl EventBus {
                 Err(e) => tracing::error!("cannot start the webhook sender for {}: {e}", s.url),
             }
         }
-        // `old` now holds removed webhooks: dropped here, threads joined.
+        drop(sinks);
+        drop(old_writer);
+        drop(old);
     }
 
     /// Publishes events: metrics, live subscribers, the recent list (ended

@@ -24,6 +24,10 @@ use crate::infer::{BBox, Detection};
 use tracker::Motion;
 use zones::{LineState, ZoneChange, ZoneState};
 
+/// Crossings kept on an object (the newest): someone pacing at a line for
+/// hours must not make every event bigger.
+const MAX_CROSSINGS: usize = 16;
+
 /// Everything the tracking stage is configured with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrackingSettings {
@@ -147,18 +151,32 @@ impl ObjectTracker {
     /// New settings from the next update; tracks are kept, their zone and
     /// line states start again when the zones or lines changed.
     pub fn set_settings(&mut self, settings: TrackingSettings) {
-        let zones_changed = settings.zones != self.settings.zones;
-        let lines_changed = settings.lines != self.settings.lines;
+        // A zone or line that is unchanged keeps each object's state in it
+        // (no events fire again); new or changed ones start afresh.
+        let zone_from: Vec<Option<usize>> = settings
+            .zones
+            .iter()
+            .map(|z| self.settings.zones.iter().position(|o| o == z))
+            .collect();
+        let line_from: Vec<Option<usize>> = settings
+            .lines
+            .iter()
+            .map(|l| self.settings.lines.iter().position(|o| o == l))
+            .collect();
         for t in &mut self.tracks {
-            if zones_changed {
-                t.zone_states = vec![ZoneState::default(); settings.zones.len()];
-            }
-            if lines_changed {
-                t.line_states = vec![LineState::default(); settings.lines.len()];
-            }
+            t.zone_states = zone_from
+                .iter()
+                .map(|i| i.and_then(|i| t.zone_states.get(i).cloned()).unwrap_or_default())
+                .collect();
+            t.line_states = line_from
+                .iter()
+                .map(|i| i.and_then(|i| t.line_states.get(i).cloned()).unwrap_or_default())
+                .collect();
         }
-        if zones_changed {
-            for v in self.seen_zone_labels.values_mut() {
+        // Zones that are gone stop being counted (their gauges read 0).
+        let names: Vec<&str> = settings.zones.iter().map(|z| z.name.as_str()).collect();
+        for ((zone, _), v) in self.seen_zone_labels.iter_mut() {
+            if !names.contains(&zone.as_str()) {
                 *v = 0;
             }
         }
@@ -503,6 +521,10 @@ impl ObjectTracker {
             let line = &self.settings.lines[li];
             if let Some(direction) = self.tracks[ti].line_states[li].observe(line, &label, anchor, true) {
                 let name = line.name.clone();
+                let t = &mut self.tracks[ti];
+                if t.crossings.len() >= MAX_CROSSINGS {
+                    t.crossings.remove(0);
+                }
                 self.tracks[ti].crossings.push(Crossing {
                     line: name.clone(),
                     direction,

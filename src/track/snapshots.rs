@@ -56,6 +56,9 @@ struct Job {
 /// The writer thread and its queue.
 pub struct SnapshotWriter {
     tx: Option<SyncSender<Job>>,
+    /// Pictures queued and not yet written: a full queue is known before
+    /// the frame is copied.
+    pending: Arc<std::sync::atomic::AtomicUsize>,
     thread: Option<JoinHandle<()>>,
     settings: SnapshotSettings,
     metrics: Arc<Metrics>,
@@ -78,11 +81,14 @@ impl SnapshotWriter {
         let (tx, rx) = sync_channel(QUEUE);
         let s = settings.clone();
         let m = metrics.clone();
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let p = pending.clone();
         let thread = std::thread::Builder::new()
             .name("snapshots".into())
-            .spawn(move || write_loop(rx, s, index, m))?;
+            .spawn(move || write_loop(rx, s, index, m, p))?;
         Ok(SnapshotWriter {
             tx: Some(tx),
+            pending,
             thread: Some(thread),
             settings,
             metrics,
@@ -95,7 +101,12 @@ impl SnapshotWriter {
 
     /// Queues a picture of `rgb` (copied); never blocks.
     pub fn submit(&self, req: &SnapshotRequest, rgb: &[u8], width: u32, height: u32) {
+        use std::sync::atomic::Ordering;
         let Some(tx) = &self.tx else { return };
+        if self.pending.load(Ordering::SeqCst) >= QUEUE {
+            self.metrics.snapshots_dropped.inc();
+            return;
+        }
         let job = Job {
             req: req.clone(),
             rgb: rgb.to_vec(),
@@ -103,7 +114,9 @@ impl SnapshotWriter {
             height,
         };
         match tx.try_send(job) {
-            Ok(()) => {}
+            Ok(()) => {
+                self.pending.fetch_add(1, Ordering::SeqCst);
+            }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.metrics.snapshots_dropped.inc();
             }
@@ -120,7 +133,13 @@ impl Drop for SnapshotWriter {
     }
 }
 
-fn write_loop(rx: Receiver<Job>, s: SnapshotSettings, index: SnapshotIndex, metrics: Arc<Metrics>) {
+fn write_loop(
+    rx: Receiver<Job>,
+    s: SnapshotSettings,
+    index: SnapshotIndex,
+    metrics: Arc<Metrics>,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+) {
     let mut encoder = match crate::pipeline::encode::JpegEncoder::new(s.quality) {
         Ok(e) => e,
         Err(e) => {
@@ -137,6 +156,12 @@ fn write_loop(rx: Receiver<Job>, s: SnapshotSettings, index: SnapshotIndex, metr
         }
     };
     while let Ok(job) = rx.recv() {
+        // Taken off the queue: room for one more.
+        let _ = pending.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        );
         let Some(mut img) = RgbImage::from_raw(job.width, job.height, job.rgb) else {
             continue;
         };
@@ -221,7 +246,7 @@ pub fn enforce_retention(s: &SnapshotSettings, index: &SnapshotIndex) -> std::io
         let Some(id) = name.to_str().and_then(ours) else {
             continue;
         };
-        let meta = entry.metadata()?;
+        let Ok(meta) = entry.metadata() else { continue };
         if !meta.is_file() {
             continue;
         }
@@ -232,6 +257,7 @@ pub fn enforce_retention(s: &SnapshotSettings, index: &SnapshotIndex) -> std::io
     files.sort_by_key(|f| std::cmp::Reverse(f.0));
     let now = SystemTime::now();
     let (mut count, mut bytes) = (0usize, 0u64);
+    let mut failed: Option<std::io::Error> = None;
     for (modified, len, id, path) in files {
         let old = now.duration_since(modified).unwrap_or_default() > s.max_age;
         if count < s.max_count && bytes + len <= s.max_bytes && !old {
@@ -239,14 +265,18 @@ pub fn enforce_retention(s: &SnapshotSettings, index: &SnapshotIndex) -> std::io
             bytes += len;
             continue;
         }
-        std::fs::remove_file(&path)?;
+        // One file that cannot go must not stop retention for the rest.
+        if let Err(e) = std::fs::remove_file(&path) {
+            failed.get_or_insert(e);
+            continue;
+        }
         let mut idx = index.lock().unwrap_or_else(|e| e.into_inner());
         if idx.by_id.get(&id) == Some(&path) {
             idx.by_id.remove(&id);
         }
         idx.latest.retain(|_, (_, p)| *p != path);
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]

@@ -251,3 +251,31 @@ fn finishing_ends_every_confirmed_object() {
     assert_eq!(kinds(&out.events), ["end", "end"]);
     assert!(tr.objects().is_empty());
 }
+
+#[test]
+fn adding_a_zone_keeps_objects_in_the_zones_that_did_not_change() {
+    let zone = |name: &str, x0: f32| Zone {
+        name: name.into(),
+        polygon: vec![[x0, 0.0], [1.0, 0.0], [1.0, 1.0], [x0, 1.0]],
+        labels: vec![],
+        min_frames: 1,
+        loiter_ms: 0,
+    };
+    let mut s = TrackingSettings::default();
+    s.tracker.min_hits = 1;
+    s.zones.push(zone("yard", 0.0));
+    let mut tr = tracker(s.clone());
+    let mut out = TrackOutput::default();
+    let dog = [det("dog", 0.9, 600.0, 100.0, 800.0, 300.0)];
+    tr.update(&dog, SIZE, SIZE, 0, &mut out);
+    // Confirmed already inside: the `new` event carries the zone.
+    assert_eq!(kinds(&out.events), ["new"]);
+    assert_eq!(out.events[0].object.zones, ["yard"]);
+    s.zones.push(zone("right", 0.5));
+    tr.set_settings(s);
+    tr.update(&dog, SIZE, SIZE, 100, &mut out);
+    // Only the new zone is entered; the yard is not entered again.
+    let k = kinds(&out.events);
+    assert_eq!(k, ["update:zone_entered"], "{:#?}", out.events);
+    assert_eq!(tr.objects()[0].zones, ["yard", "right"]);
+}

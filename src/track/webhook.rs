@@ -50,11 +50,28 @@ struct Inner {
 pub struct Webhook {
     inner: Arc<Inner>,
     thread: Option<JoinHandle<()>>,
+    /// Closed when the thread ends: stop waits for it a little, not for a
+    /// POST stuck on an unreachable receiver.
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+/// How long a stop waits for a POST in flight.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// The metrics label of a webhook: scheme, host and port only (a path may
+/// be the secret, as in Home Assistant's webhook URLs).
+fn label(url: &HttpUrl) -> String {
+    let host = if url.host.contains(':') {
+        format!("[{}]", url.host)
+    } else {
+        url.host.clone()
+    };
+    format!("http://{host}:{}", url.port)
 }
 
 impl Webhook {
     pub fn start(settings: WebhookSettings, metrics: &Metrics) -> std::io::Result<Webhook> {
-        let label = settings.url.to_string();
+        let label = label(&settings.url);
         let inner = Arc::new(Inner {
             queue: Mutex::new(VecDeque::with_capacity(settings.queue.min(1024))),
             wake: Condvar::new(),
@@ -65,12 +82,17 @@ impl Webhook {
             settings,
         });
         let i = inner.clone();
+        let (done_tx, done) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("webhook".into())
-            .spawn(move || send_loop(&i))?;
+            .spawn(move || {
+                send_loop(&i);
+                drop(done_tx);
+            })?;
         Ok(Webhook {
             inner,
             thread: Some(thread),
+            done,
         })
     }
 
@@ -99,8 +121,14 @@ impl Drop for Webhook {
     fn drop(&mut self) {
         self.inner.stop.store(true, Ordering::SeqCst);
         self.inner.wake.notify_all();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        match self.done.recv_timeout(STOP_GRACE) {
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                if let Some(t) = self.thread.take() {
+                    let _ = t.join();
+                }
+            }
+            // Still posting: left to finish (or time out) on its own.
+            _ => drop(self.thread.take()),
         }
         let left = self.inner.queue.lock().map(|q| q.len()).unwrap_or(0);
         if left > 0 {

@@ -494,7 +494,7 @@ fn a_webhook_that_is_down_gets_its_events_when_it_returns_and_overflow_is_counte
         .unwrap()
         .port();
     let d = start(&config(clip.path(), 0.0, &webhook(port, 3)));
-    let label = format!(r#"webhook="http://127.0.0.1:{port}/hook"}}"#);
+    let label = format!(r#"webhook="http://127.0.0.1:{port}"}}"#);
     wait_for(90, "posts failing and events dropped", || {
         let m = metrics(&d.addr);
         let failed = metric_labelled(&m, &format!("edgevision_webhook_failures_total{{{label}"));

@@ -99,6 +99,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime_for(&cfg)?;
     crate::annotate::use_font(cfg.stream.font.as_deref()).map_err(|e| anyhow::anyhow!("stream.font: {e}"))?;
     let mut settings = pipeline_settings(&cfg)?;
+    // A benchmark beside a running daemon must not take over its MQTT
+    // client id, post to its webhooks or prune its pictures.
+    settings.mqtt = None;
+    settings.webhooks.clear();
+    settings.snapshots = None;
+    settings.tracking.snapshots = false;
     if !args.paced {
         settings.source_options.fps = 0.0;
     }
