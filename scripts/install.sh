@@ -103,7 +103,7 @@ uninstall() {
         systemctl daemon-reload
     fi
     if [[ "$PURGE" == 1 ]]; then
-        rm -rf "$DESTDIR$CONFDIR"
+        rm -rf "$DESTDIR$CONFDIR" "$DESTDIR/var/lib/edgevision"
         if [[ "$LIVE" == 1 ]] && getent passwd "$USER_NAME" >/dev/null; then
             userdel "$USER_NAME" || say "could not remove the user $USER_NAME"
         fi

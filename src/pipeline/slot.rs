@@ -216,12 +216,16 @@ pub(crate) fn capture_loop(
                 metrics.capture_fps.set(fps.tick());
                 metrics.source_up.set(1);
                 stage_decode.observe(frame.decode_time.as_secs_f64());
+                // The first frame after a reconnect may be the last one
+                // before the outage, handed out again (v4l2loopback does):
+                // it does not count as signal until the next one arrives.
+                let probation = ready_after > 1;
                 ready_after = ready_after.saturating_sub(1);
                 if ready_after == 0 {
                     shared.hub.set_ready(true);
                 }
                 last_no_signal = None;
-                push(frame, true, read_at, &shared);
+                push(frame, !probation, read_at, &shared);
             }
             Event::Corrupt => {
                 metrics.frames_corrupt.inc();
