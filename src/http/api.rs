@@ -40,21 +40,8 @@ pub(crate) async fn snapshot(State(state): State<AppState>) -> Response {
 
 pub(crate) async fn detections(State(state): State<AppState>) -> Response {
     match state.hub.latest_report() {
-        // Serialized here: `Json` would need serde's `rc` feature for the Arc.
-        Some(report) => match serde_json::to_vec(&*report) {
-            Ok(json) => (
-                [
-                    (header::CONTENT_TYPE, "application/json"),
-                    (header::CACHE_CONTROL, "no-store"),
-                ],
-                json,
-            )
-                .into_response(),
-            Err(e) => {
-                tracing::warn!("http: report {} not serializable: {e}", report.frame);
-                (StatusCode::INTERNAL_SERVER_ERROR, "report not serializable\n").into_response()
-            }
-        },
+        // Serialized by hand: `Json` would need serde's `rc` feature for the Arc.
+        Some(report) => json_response(&*report),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, "1")],

@@ -102,6 +102,32 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Fresh state for a pipeline running `settings`.
+    pub(crate) fn new(hub: Arc<Hub>, settings: &PipelineSettings, keep_timings: bool) -> Shared {
+        let ids = hub.events.id_counter();
+        Shared {
+            hub,
+            slot: Slot::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+            capture_thread: std::sync::OnceLock::new(),
+            latest: Mutex::new((0, Vec::new(), Vec::new())),
+            tracking: Mutex::new(Tracking {
+                tracker: crate::track::ObjectTracker::new(settings.tracking.clone(), ids),
+                last_seq: 0,
+                out: Default::default(),
+            }),
+            last_published: AtomicU64::new(0),
+            processed: AtomicU64::new(0),
+            frame_limit: settings.frame_limit,
+            timings: keep_timings.then(|| Mutex::new(Vec::new())),
+            inference_gate: Mutex::new(Instant::now() - Duration::from_secs(3600)),
+            live_update: Mutex::new(None),
+            live_generation: AtomicU64::new(0),
+            health: health::InferenceHealth::default(),
+            fatal: Mutex::new(None),
+        }
+    }
+
     /// Stops every thread soon, whatever the frame rate: the slot closes
     /// and the capture thread wakes from any sleep.
     pub fn request_stop(&self) {
@@ -302,28 +328,7 @@ impl Pipeline {
         hub.events
             .set_geometry(&settings.tracking.zones, &settings.tracking.lines);
         crate::mqtt::configure(&hub, settings.mqtt.clone());
-        let ids = hub.events.id_counter();
-        let shared = Arc::new(Shared {
-            hub,
-            slot: Slot::new(),
-            stop: Arc::new(AtomicBool::new(false)),
-            capture_thread: std::sync::OnceLock::new(),
-            latest: Mutex::new((0, Vec::new(), Vec::new())),
-            tracking: Mutex::new(Tracking {
-                tracker: crate::track::ObjectTracker::new(settings.tracking.clone(), ids),
-                last_seq: 0,
-                out: Default::default(),
-            }),
-            last_published: AtomicU64::new(0),
-            processed: AtomicU64::new(0),
-            frame_limit: settings.frame_limit,
-            timings: keep_timings.then(|| Mutex::new(Vec::new())),
-            inference_gate: Mutex::new(Instant::now() - Duration::from_secs(3600)),
-            live_update: Mutex::new(None),
-            live_generation: AtomicU64::new(0),
-            health: health::InferenceHealth::default(),
-            fatal: Mutex::new(None),
-        });
+        let shared = Arc::new(Shared::new(hub, &settings, keep_timings));
         // A new pipeline (new model, maybe) starts healthy, and ready once
         // its model has produced a result.
         shared.hub.set_inference_failing(false);
@@ -531,44 +536,16 @@ fn model_mtime(path: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// A pipeline's shared state with nothing running, for unit tests of the
-/// threads' loops.
-#[cfg(test)]
-pub(crate) fn test_shared(hub: Arc<Hub>) -> Arc<Shared> {
-    let ids = hub.events.id_counter();
-    Arc::new(Shared {
-        hub,
-        slot: Slot::new(),
-        stop: Arc::new(AtomicBool::new(false)),
-        capture_thread: std::sync::OnceLock::new(),
-        latest: Mutex::new((0, Vec::new(), Vec::new())),
-        tracking: Mutex::new(Tracking {
-            tracker: crate::track::ObjectTracker::new(Default::default(), ids),
-            last_seq: 0,
-            out: Default::default(),
-        }),
-        last_published: AtomicU64::new(0),
-        processed: AtomicU64::new(0),
-        frame_limit: None,
-        timings: None,
-        inference_gate: Mutex::new(Instant::now()),
-        live_update: Mutex::new(None),
-        live_generation: AtomicU64::new(0),
-        health: health::InferenceHealth::default(),
-        fatal: Mutex::new(None),
-    })
-}
-
 /// A frame buffer from the recycle pool, or a new one.
 pub(crate) fn spare_frame(shared: &Shared) -> Frame {
     shared.slot.take_spare().unwrap_or_default()
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn settings(model: &std::path::Path) -> PipelineSettings {
+    pub(crate) fn settings(model: &std::path::Path) -> PipelineSettings {
         PipelineSettings {
             source: SourceUri::Test,
             source_options: SourceOptions::default(),

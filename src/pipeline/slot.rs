@@ -308,7 +308,9 @@ mod tests {
     #[test]
     fn a_fatal_source_ends_the_loop_once_with_its_reason() {
         let hub = crate::hub::Hub::new(std::sync::Arc::new(crate::metrics::Metrics::new()));
-        let shared = super::super::test_shared(hub.clone());
+        let model = std::path::Path::new("unused.tflite");
+        let settings = super::super::tests::settings(model);
+        let shared = std::sync::Arc::new(super::super::Shared::new(hub.clone(), &settings, false));
         let opens = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
         let source = Box::new(Hopeless(opens.clone()));
         let s = shared.clone();

@@ -280,16 +280,7 @@ impl ObjectTracker {
                 let limit = if t.id == 0 { 1 } else { max_age };
                 if t.motion.misses > limit {
                     let t = self.tracks.remove(i);
-                    if t.id != 0 {
-                        let mut info = self.info(&t);
-                        info.end_ms = Some(t.motion.last_ms);
-                        info.zones.clear();
-                        out.events.push(ObjectEvent {
-                            kind: EventType::End,
-                            reason: None,
-                            object: info,
-                        });
-                    }
+                    self.end(&t, out);
                     continue;
                 }
             }
@@ -302,18 +293,24 @@ impl ObjectTracker {
     pub fn finish(&mut self, out: &mut TrackOutput) {
         out.clear();
         for t in std::mem::take(&mut self.tracks) {
-            if t.id != 0 {
-                let mut info = self.info(&t);
-                info.end_ms = Some(t.motion.last_ms);
-                info.zones.clear();
-                out.events.push(ObjectEvent {
-                    kind: EventType::End,
-                    reason: None,
-                    object: info,
-                });
-            }
+            self.end(&t, out);
         }
         self.count_objects();
+    }
+
+    /// The `end` event of a track that is gone, if it was ever confirmed.
+    fn end(&self, t: &Track, out: &mut TrackOutput) {
+        if t.id == 0 {
+            return;
+        }
+        let mut info = self.info(t);
+        info.end_ms = Some(t.motion.last_ms);
+        info.zones.clear();
+        out.events.push(ObjectEvent {
+            kind: EventType::End,
+            reason: None,
+            object: info,
+        });
     }
 
     /// The confirmed objects now.

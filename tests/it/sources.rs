@@ -436,7 +436,7 @@ fn check_config_names_a_missing_command() {
 }
 
 /// Runs ffmpeg (a test dependency, see scripts/deps), failing if it is missing.
-fn ffmpeg(args: &[&str]) {
+pub(crate) fn ffmpeg(args: &[&str]) {
     let out = std::process::Command::new("ffmpeg")
         .args(["-v", "error", "-y"])
         .args(args)

@@ -17,19 +17,7 @@ use common::wait_for;
 
 const TOKEN: &str = "webhook-test-token-81f3";
 
-/// Runs ffmpeg (a test dependency, see scripts/deps), failing if it is missing.
-fn ffmpeg(args: &[&str]) {
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg is needed (scripts/deps --test installs it)");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use crate::sources::ffmpeg;
 
 /// The dog, cropped from `dog.jpg`, on a grey 640x480 background at `x`
 /// (overlay expression, `n` = frame number), `frames` frames from
