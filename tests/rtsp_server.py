@@ -4,11 +4,13 @@ streaming one JPEG photo as H.264 (x264, zero latency).
 
     /usr/bin/python3 tests/rtsp_server.py PHOTO [--width W] [--height H]
         [--fps F] [--port P] [--path /cam] [--user U --password P]
+        [--tls-cert CERT.pem --tls-key KEY.pem]
 
 Needs Debian's gir1.2-gst-rtsp-server-1.0, python3-gi and
 gstreamer1.0-plugins-{base,good,ugly} (scripts/deps --test), and the system
 Python (those bindings are not in a pyenv one). Port 0 picks a free port.
-Prints `ready rtsp://127.0.0.1:PORT/PATH` on stdout once it listens.
+Prints `ready rtsp://127.0.0.1:PORT/PATH` on stdout once it listens
+(`rtsps://` with --tls-cert: RTSP over TLS).
 """
 
 import argparse
@@ -18,7 +20,7 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import Gio, GLib, Gst, GstRtspServer  # noqa: E402
 
 
 def main() -> int:
@@ -31,6 +33,8 @@ def main() -> int:
     ap.add_argument("--path", default="/cam")
     ap.add_argument("--user")
     ap.add_argument("--password")
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
     a = ap.parse_args()
 
     Gst.init(None)
@@ -49,11 +53,17 @@ def main() -> int:
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(launch)
     factory.set_shared(True)
-    if a.user:
+    if a.user or a.tls_cert:
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
         token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
-        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(a.user, a.password or ""), token)
+        if a.user:
+            auth.add_basic(GstRtspServer.RTSPAuth.make_basic(a.user, a.password or ""), token)
+        else:
+            # TLS without a login: everyone gets the user's role.
+            auth.set_default_token(token)
+        if a.tls_cert:
+            auth.set_tls_certificate(Gio.TlsCertificate.new_from_files(a.tls_cert, a.tls_key))
         server.set_auth(auth)
         perms = GstRtspServer.RTSPPermissions()
         perms.add_permission_for_role("user", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_ACCESS, True)
@@ -63,7 +73,8 @@ def main() -> int:
     if server.attach(None) == 0:
         print(f"rtsp server: cannot listen on 127.0.0.1:{a.port}", file=sys.stderr)
         return 1
-    print(f"ready rtsp://127.0.0.1:{server.get_bound_port()}{a.path}", flush=True)
+    scheme = "rtsps" if a.tls_cert else "rtsp"
+    print(f"ready {scheme}://127.0.0.1:{server.get_bound_port()}{a.path}", flush=True)
     GLib.MainLoop().run()
     return 0
 

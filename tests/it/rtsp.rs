@@ -28,11 +28,17 @@ impl RtspServer {
     /// Serves `dog.jpg` at `width` x `height` on `port` (0: a free one),
     /// behind basic auth with [`USER`] and [`PASSWORD`] when `auth`.
     fn start(port: u16, width: u32, height: u32, auth: bool) -> RtspServer {
+        Self::start_with(port, width, height, auth, &[])
+    }
+
+    /// [`RtspServer::start`] with more arguments for `tests/rtsp_server.py`.
+    fn start_with(port: u16, width: u32, height: u32, auth: bool, extra: &[&str]) -> RtspServer {
         let mut cmd = Command::new("/usr/bin/python3");
         cmd.arg(common::root().join("tests/rtsp_server.py"))
             .arg(common::photo("dog.jpg"))
             .args(["--port", &port.to_string()])
-            .args(["--width", &width.to_string(), "--height", &height.to_string()]);
+            .args(["--width", &width.to_string(), "--height", &height.to_string()])
+            .args(extra);
         if auth {
             cmd.args(["--user", USER, "--password", PASSWORD]);
         }
@@ -516,4 +522,46 @@ fn detect_and_convert_take_their_frames_from_an_rtsp_camera() {
         out.stderr
     );
     assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+}
+
+/// `rtsps://`: RTSP over TLS, from GStreamer's server with a certificate
+/// made here by openssl; ffmpeg reads it and the dog is found.
+#[test]
+fn an_rtsps_camera_over_tls_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (scripts/deps --test)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let server = RtspServer::start_with(
+        0,
+        640,
+        480,
+        false,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(server.url.starts_with("rtsps://"), "{}", server.url);
+    let d = start(&rtsp_config(&server.url, ""));
+    wait_dog(&d, 90, "the dog through rtsps://");
 }
