@@ -107,6 +107,7 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
             ..Default::default()
         };
         let (w, h) = (c.frame.width, c.frame.height);
+        let (sw, sh) = stream_size(&c.frame);
         let detect = shared.hub.detect_enabled();
         if c.signal && detect && should_infer(&ws, &shared, c.seq) {
             match det.detect(&c.frame.rgb, w, h, &mut dets) {
@@ -125,8 +126,7 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
                     ids.clear();
                     ids.resize(dets.len(), None);
                     if tracking {
-                        let stream = stream_size(&c.frame);
-                        track(&shared, &dets, (w, h), stream, &c, &mut ids);
+                        track(&shared, &dets, (w, h), (sw, sh), &c, &mut ids);
                     }
                     let mut latest = shared.latest.lock().unwrap_or_else(|e| e.into_inner());
                     if c.seq >= latest.0 {
@@ -155,7 +155,7 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
             ids.clear();
             // No camera, no objects: they age out as if unseen.
             if tracking {
-                track(&shared, &dets, (w, h), (w, h), &c, &mut ids);
+                track(&shared, &dets, (w, h), (sw, sh), &c, &mut ids);
             }
         }
 
@@ -207,11 +207,6 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
 
         let t_encode = Instant::now();
         let passed = !c.frame.jpeg.is_empty();
-        let (sw, sh) = if passed {
-            (c.frame.jpeg_width, c.frame.jpeg_height)
-        } else {
-            (w, h)
-        };
         let jpeg = if passed {
             Bytes::copy_from_slice(&c.frame.jpeg)
         } else {
@@ -358,8 +353,10 @@ fn track(
     }
 }
 
-/// Sets the object gauges from the tracker's counts.
-pub(crate) fn publish_counts(tracker: &crate::track::ObjectTracker, metrics: &crate::metrics::Metrics) {
+/// Sets the object gauges from the tracker's counts, and puts the counts
+/// on the bus for MQTT.
+pub(crate) fn share_counts(hub: &crate::hub::Hub, tracker: &crate::track::ObjectTracker) {
+    let metrics = &hub.metrics;
     for (label, n) in tracker.label_counts() {
         metrics.objects.with_label_values(&[label.as_str()]).set(*n);
     }
@@ -369,11 +366,6 @@ pub(crate) fn publish_counts(tracker: &crate::track::ObjectTracker, metrics: &cr
             .with_label_values(&[zone.as_str(), label.as_str()])
             .set(*n);
     }
-}
-
-/// [`publish_counts`], and the counts on the bus for MQTT.
-pub(crate) fn share_counts(hub: &crate::hub::Hub, tracker: &crate::track::ObjectTracker) {
-    publish_counts(tracker, &hub.metrics);
     hub.events
         .set_counts(tracker.label_counts(), tracker.zone_counts());
 }

@@ -433,72 +433,23 @@ fn entities_of_a_removed_zone_are_cleared_at_the_next_start() {
     assert!(retained(port, dog, 3).is_some(), "the dog's entity stays");
 }
 
-/// `mqtts://` through rustls, trusting the broker's CA from `ca_file`; the
-/// certificate is made here with openssl for 127.0.0.1.
+/// `mqtts://` through rustls, trusting the broker's certificate from
+/// `ca_file`; the certificate is made here with openssl for 127.0.0.1.
 #[test]
 fn mqtts_with_a_ca_file_connects_over_tls() {
     let dir = tempfile::tempdir().unwrap();
-    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).output().expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=edgevision test CA",
-        "-keyout",
-        &p("ca.key"),
-        "-out",
-        &p("ca.pem"),
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        &p("server.key"),
-        "-out",
-        &p("server.csr"),
-    ]);
-    std::fs::write(dir.path().join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &p("server.csr"),
-        "-CA",
-        &p("ca.pem"),
-        "-CAkey",
-        &p("ca.key"),
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        &p("san.ext"),
-        "-out",
-        &p("server.pem"),
-    ]);
+    // Self-signed: the daemon trusts the broker's certificate itself.
+    let (cert, key) = common::self_signed_cert(dir.path());
+    let p = |f: &std::path::Path| f.to_str().unwrap().to_string();
     let port = free_port();
     let conf = dir.path().join("mosquitto.conf");
     std::fs::write(
         &conf,
         format!(
             "listener {port} 127.0.0.1\npersistence false\nuser root\nallow_anonymous true\ncafile {}\ncertfile {}\nkeyfile {}\n",
-            p("ca.pem"), p("server.pem"), p("server.key")
+            p(&cert),
+            p(&cert),
+            p(&key)
         ),
     )
     .unwrap();
@@ -513,23 +464,13 @@ fn mqtts_with_a_ca_file_connects_over_tls() {
         TcpStream::connect(("127.0.0.1", port)).ok()
     });
     let photos = still_dog();
-    let mqtt = format!(
-        "url = \"mqtts://127.0.0.1:{port}\"\nca_file = \"{}\"",
-        p("ca.pem")
-    );
+    let mqtt = format!("url = \"mqtts://127.0.0.1:{port}\"\nca_file = \"{}\"", p(&cert));
     let d = start(&config(photos.path(), 10.0, &mqtt, ""));
     wait_for(30, "connected over TLS", || {
         (metric(&metrics(&d.addr), "edgevision_mqtt_connected") == Some(1.0)).then_some(())
     });
     let out = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "--cafile",
-            &p("ca.pem"),
-        ])
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--cafile", &p(&cert)])
         .args([
             "-t",
             "edgevision/available",

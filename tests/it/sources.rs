@@ -186,20 +186,6 @@ fn a_malformed_http_uri_and_a_bad_ca_file_are_clear_config_errors() {
     );
 }
 
-/// Runs `program` (a test dependency, see scripts/deps), failing when it is
-/// missing or fails.
-fn tool(program: &str, args: &[&str]) {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} is needed (scripts/deps --test installs it): {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// socat terminating TLS on 127.0.0.1 (a free port) in front of `upstream`,
 /// with `cert`/`key`; killed on drop.
 struct TlsProxy {
@@ -240,31 +226,7 @@ impl Drop for TlsProxy {
 #[test]
 fn https_source_reads_a_camera_behind_tls_trusting_only_its_ca_file() {
     let tmp = tempfile::tempdir().unwrap();
-    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
-    tool(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            // A camera's own certificate: self-signed, not a CA (webpki refuses
-            // a CA certificate as the server's: CaUsedAsEndEntity).
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-keyout",
-            key.to_str().unwrap(),
-            "-out",
-            cert.to_str().unwrap(),
-        ],
-    );
+    let (cert, key) = common::self_signed_cert(tmp.path());
     let photos = photo_dir(&["dog.jpg"]);
     let cam = start_camera(photos.path(), "127.0.0.1:0");
     let proxy = TlsProxy::start(&cam.addr, &cert, &key);

@@ -6,7 +6,7 @@ pub mod damage;
 pub mod mjpeg;
 pub mod tiny_models;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -179,4 +179,27 @@ pub fn json_box(b: &serde_json::Value) -> Vec<f64> {
         .iter()
         .map(|v| v.as_f64().unwrap())
         .collect()
+}
+
+/// A self-signed certificate for 127.0.0.1 made with openssl in `dir`, as
+/// (certificate, key) PEM files. Not a CA (`CA:FALSE`): webpki refuses a
+/// CA certificate as a server's own (`CaUsedAsEndEntity`), and a client
+/// can trust this one directly (`ca_file`).
+pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is needed (scripts/deps --test installs it)");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
 }
