@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::metrics::Metrics;
+use crate::metrics::{CameraMetrics, Metrics};
 
 /// One annotated frame, JPEG-encoded once, shared by every client.
 #[derive(Debug, Clone)]
@@ -48,7 +48,12 @@ pub struct FrameReport {
     pub detections: Vec<serde_json::Value>,
 }
 
+/// One camera's side of the daemon: what its pipeline publishes and the
+/// HTTP side, MQTT and the watchdog read. Outlives the camera's pipeline
+/// restarts (a SIGHUP), so clients stay connected.
 pub struct Hub {
+    /// The camera's name (`default` for a config without `[[camera]]`).
+    pub name: String,
     frames: watch::Sender<Option<Arc<EncodedFrame>>>,
     reports: watch::Sender<Option<Arc<FrameReport>>>,
     ready: AtomicBool,
@@ -64,7 +69,8 @@ pub struct Hub {
     /// The highest frame number published: a restarted pipeline numbers
     /// its frames on from here, so clients never see the numbers go back.
     last_seq: AtomicU64,
-    pub metrics: Arc<Metrics>,
+    /// This camera's series; `metrics.all` is the daemon's registry.
+    pub metrics: Arc<CameraMetrics>,
     /// Tracked objects and their events.
     pub events: crate::track::bus::EventBus,
     /// The MQTT client, when `[mqtt]` names a broker.
@@ -75,8 +81,11 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(metrics: Arc<Metrics>) -> Arc<Self> {
+    /// The hub of camera `name`, its series in `metrics`.
+    pub fn new(name: &str, metrics: &Arc<Metrics>) -> Arc<Self> {
         Arc::new(Hub {
+            name: name.to_string(),
+            metrics: Arc::new(metrics.camera(name)),
             frames: watch::channel(None).0,
             reports: watch::channel(None).0,
             ready: AtomicBool::new(false),
@@ -84,7 +93,6 @@ impl Hub {
             inferred: AtomicBool::new(false),
             published: AtomicU64::new(0),
             last_seq: AtomicU64::new(0),
-            metrics,
             events: Default::default(),
             mqtt: std::sync::Mutex::new(None),
             detect: AtomicBool::new(true),

@@ -50,7 +50,7 @@ pub fn run_daemon(
     let notifier = Notifier::from_env()?;
     let watchdog = notify::watchdog_from_env()?;
     let metrics = Arc::new(Metrics::new());
-    let hub = Hub::new(metrics);
+    let hub = Hub::new(&settings.pipeline.camera, &metrics);
     let tokio = http_runtime()?;
     let listener = tokio
         .block_on(tokio::net::TcpListener::bind(settings.listen))

@@ -127,6 +127,7 @@ pub fn pipeline_settings(cfg: &Config) -> anyhow::Result<PipelineSettings> {
     let mut detector = cfg.detector_settings();
     detector.session.threads = layout.threads;
     Ok(PipelineSettings {
+        camera: cfg.camera_name().to_string(),
         source: s.source_uri().map_err(|(key, e)| anyhow::anyhow!("{key}: {e}"))?,
         source_options: SourceOptions {
             width: s.width,

@@ -227,7 +227,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
             (header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        state.hub.metrics.render(),
+        state.hub.metrics.all.render(),
     )
         .into_response()
 }

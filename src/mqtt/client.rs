@@ -183,7 +183,7 @@ impl Session {
                 self.set_retained(self.topics.zone_count(&z, &l), b"0".to_vec());
             }
         }
-        metrics.mqtt_connected.set(0);
+        metrics.all.mqtt_connected.set(0);
         let where_ = format!("{}:{}", self.s.host, self.s.port);
         loop {
             let stopping = self.stop.load(Ordering::SeqCst);
@@ -191,7 +191,7 @@ impl Session {
                 Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
                     tracing::info!("mqtt: connected to {where_} as {}", self.s.client_id);
                     self.connected = true;
-                    metrics.mqtt_connected.set(1);
+                    metrics.all.mqtt_connected.set(1);
                     last_log = None;
                     self.on_connect(&client);
                 }
@@ -221,7 +221,7 @@ impl Session {
                     }
                     self.connected = false;
                     self.cleanup = None;
-                    metrics.mqtt_connected.set(0);
+                    metrics.all.mqtt_connected.set(0);
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
@@ -235,7 +235,7 @@ impl Session {
                             self.enqueue(self.topics.events(), json, false);
                         }
                     }
-                    Err(TryRecvError::Lagged(n)) => metrics.mqtt_dropped.inc_by(n),
+                    Err(TryRecvError::Lagged(n)) => metrics.all.mqtt_dropped.inc_by(n),
                     Err(_) => break,
                 }
             }
@@ -271,7 +271,7 @@ impl Session {
                 }
             }
         }
-        metrics.mqtt_connected.set(0);
+        metrics.all.mqtt_connected.set(0);
     }
 
     /// Availability, discovery and every retained state first, then the
@@ -290,9 +290,9 @@ impl Session {
         // must not drop "online" or discovery.
         for (topic, payload) in first {
             if client.try_publish(topic, self.qos, true, payload).is_ok() {
-                self.hub.metrics.mqtt_published.inc();
+                self.hub.metrics.all.mqtt_published.inc();
             } else {
-                self.hub.metrics.mqtt_dropped.inc();
+                self.hub.metrics.all.mqtt_dropped.inc();
             }
         }
         // Retained state still queued is older than what went out above.
@@ -366,7 +366,7 @@ impl Session {
     fn enqueue(&mut self, topic: String, payload: Vec<u8>, retain: bool) {
         while self.queue.len() >= self.s.queue.max(1) {
             self.queue.pop_front();
-            self.hub.metrics.mqtt_dropped.inc();
+            self.hub.metrics.all.mqtt_dropped.inc();
         }
         self.queue.push_back(Msg {
             topic,
@@ -393,7 +393,7 @@ impl Session {
             match client.try_publish(m.topic.clone(), self.qos, m.retain, m.payload.clone()) {
                 Ok(()) => {
                     self.queue.pop_front();
-                    self.hub.metrics.mqtt_published.inc();
+                    self.hub.metrics.all.mqtt_published.inc();
                 }
                 // rumqttc's own queue is full: the rest waits for the next turn.
                 Err(_) => break,

@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn failures_in_a_row_make_the_hub_unready_until_a_success() {
-        let hub = Hub::new(Arc::new(Metrics::new()));
+        let hub = Hub::new("default", &Arc::new(Metrics::new()));
         hub.set_ready(true);
         let health = InferenceHealth::default();
         assert!(!hub.is_ready(), "ready before any inference");

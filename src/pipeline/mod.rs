@@ -30,6 +30,8 @@ use slot::Slot;
 /// Everything the pipeline needs besides the hub.
 #[derive(Debug, Clone)]
 pub struct PipelineSettings {
+    /// The camera's name (metrics, events, MQTT topics, URLs).
+    pub camera: String,
     pub source: SourceUri,
     pub source_options: SourceOptions,
     pub detector: DetectorSettings,
@@ -312,12 +314,12 @@ impl Pipeline {
             why,
         } = prepared;
         let workers = detectors.len();
-        hub.metrics.set_build_info(
+        hub.metrics.all.set_build_info(
             &model.runtime().path().display().to_string(),
             model.runtime().version(),
         );
-        hub.metrics.inference_workers.set(workers as i64);
-        hub.metrics.inference_threads.set(layout.threads as i64);
+        hub.metrics.all.inference_workers.set(workers as i64);
+        hub.metrics.all.inference_threads.set(layout.threads as i64);
         tracing::info!("inference: {layout}{why}");
         hub.events.configure(
             settings.snapshots.clone(),
@@ -547,6 +549,7 @@ pub(crate) mod tests {
 
     pub(crate) fn settings(model: &std::path::Path) -> PipelineSettings {
         PipelineSettings {
+            camera: "default".into(),
             source: SourceUri::Test,
             source_options: SourceOptions::default(),
             detector: DetectorSettings::new(model),

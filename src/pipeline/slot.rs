@@ -174,7 +174,7 @@ pub(crate) fn capture_loop(
     shared: std::sync::Arc<Shared>,
 ) {
     let metrics = shared.hub.metrics.clone();
-    let stage_decode = metrics.stage_seconds.with_label_values(&["decode"]);
+    let stage_decode = metrics.stage("decode");
     let name = source.describe();
     let mut src = Resilient::new(source, opts.max_backoff);
     let (ns_w, ns_h) = if opts.width > 0 && opts.height > 0 {
@@ -307,7 +307,7 @@ mod tests {
 
     #[test]
     fn a_fatal_source_ends_the_loop_once_with_its_reason() {
-        let hub = crate::hub::Hub::new(std::sync::Arc::new(crate::metrics::Metrics::new()));
+        let hub = crate::hub::Hub::new("default", &std::sync::Arc::new(crate::metrics::Metrics::new()));
         let model = std::path::Path::new("unused.tflite");
         let settings = super::super::tests::settings(model);
         let shared = std::sync::Arc::new(super::super::Shared::new(hub.clone(), &settings, false));

@@ -63,9 +63,8 @@ fn should_infer(ws: &WorkerSettings, shared: &Shared, seq: u64) -> bool {
 pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>) {
     let metrics = shared.hub.metrics.clone();
     // Histogram handles looked up once, not per frame.
-    let stage = |name: &str| metrics.stage_seconds.with_label_values(&[name]);
-    let (stage_preprocess, stage_infer) = (stage("preprocess"), stage("infer"));
-    let (stage_annotate, stage_encode) = (stage("annotate"), stage("encode"));
+    let (stage_preprocess, stage_infer) = (metrics.stage("preprocess"), metrics.stage("infer"));
+    let (stage_annotate, stage_encode) = (metrics.stage("annotate"), metrics.stage("encode"));
     let kind = det.kind();
     let mut encoder = match JpegEncoder::new(ws.quality) {
         Ok(e) => e,
@@ -121,7 +120,7 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
                     stage_preprocess.observe(timings.preprocess.as_secs_f64());
                     stage_infer.observe(timings.infer.as_secs_f64());
                     for d in &dets {
-                        metrics.detections.with_label_values(&[d.label.as_str()]).inc();
+                        metrics.detection(&d.label).inc();
                     }
                     ids.clear();
                     ids.resize(dets.len(), None);
@@ -334,10 +333,7 @@ fn track(
     let hub = &shared.hub;
     let metrics = &hub.metrics;
     for (line, label, direction) in &t.out.crossings {
-        metrics
-            .line_crossings
-            .with_label_values(&[line.as_str(), label.as_str(), direction])
-            .inc();
+        metrics.line_crossing(line, label, direction).inc();
     }
     hub.events.publish(&t.out.events, metrics);
     if !t.out.events.is_empty() || !t.out.ids.is_empty() {
@@ -358,13 +354,10 @@ fn track(
 pub(crate) fn share_counts(hub: &crate::hub::Hub, tracker: &crate::track::ObjectTracker) {
     let metrics = &hub.metrics;
     for (label, n) in tracker.label_counts() {
-        metrics.objects.with_label_values(&[label.as_str()]).set(*n);
+        metrics.objects(label).set(*n);
     }
     for ((zone, label), n) in tracker.zone_counts() {
-        metrics
-            .zone_objects
-            .with_label_values(&[zone.as_str(), label.as_str()])
-            .set(*n);
+        metrics.zone_objects(zone, label).set(*n);
     }
     hub.events
         .set_counts(tracker.label_counts(), tracker.zone_counts());

@@ -15,7 +15,7 @@ use tokio::sync::broadcast;
 use super::snapshots::{SnapshotIndex, SnapshotSettings, SnapshotWriter};
 use super::webhook::{Webhook, WebhookSettings};
 use super::{EventType, ObjectEvent, ObjectInfo, SnapshotRequest};
-use crate::metrics::Metrics;
+use crate::metrics::CameraMetrics as Metrics;
 
 /// Events a live subscriber may fall behind by before it skips some.
 const LIVE_BACKLOG: usize = 256;
@@ -119,10 +119,7 @@ impl EventBus {
         let sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
         for ev in events {
             let ev = Arc::new(ev.clone());
-            metrics
-                .object_events
-                .with_label_values(&[ev.kind.as_str(), ev.object.label.as_str()])
-                .inc();
+            metrics.object_event(ev.kind.as_str(), &ev.object.label).inc();
             if ev.kind == EventType::End {
                 let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
                 if r.len() >= self.recent_limit.load(Ordering::Relaxed) {

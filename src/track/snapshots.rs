@@ -14,7 +14,7 @@ use image::RgbImage;
 
 use super::SnapshotRequest;
 use crate::infer::{BBox, Detection};
-use crate::metrics::Metrics;
+use crate::metrics::CameraMetrics as Metrics;
 
 /// Where and how many pictures are kept.
 #[derive(Debug, Clone, PartialEq)]

@@ -16,7 +16,7 @@ use prometheus::IntCounter;
 
 use super::{EventType, ObjectEvent};
 use crate::capture::http::HttpUrl;
-use crate::metrics::Metrics;
+use crate::metrics::CameraMetrics as Metrics;
 
 /// One webhook, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,13 +72,14 @@ fn label(url: &HttpUrl) -> String {
 impl Webhook {
     pub fn start(settings: WebhookSettings, metrics: &Metrics) -> std::io::Result<Webhook> {
         let label = label(&settings.url);
+        let (sent, failed, dropped) = metrics.webhook(&label);
         let inner = Arc::new(Inner {
             queue: Mutex::new(VecDeque::with_capacity(settings.queue.min(1024))),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
-            sent: metrics.webhook_sent.with_label_values(&[&label]),
-            failed: metrics.webhook_failures.with_label_values(&[&label]),
-            dropped: metrics.webhook_dropped.with_label_values(&[&label]),
+            sent,
+            failed,
+            dropped,
             settings,
         });
         let i = inner.clone();

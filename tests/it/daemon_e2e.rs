@@ -107,7 +107,7 @@ fn serves_annotated_frames_detections_metrics_and_events() {
     let text = metrics(&d.addr);
     assert!(metric(&text, "edgevision_capture_fps").unwrap() > 0.0, "{text}");
     assert!(
-        text.contains("edgevision_detections_total{label=\"dog\"}"),
+        text.contains("edgevision_detections_total{camera=\"default\",label=\"dog\"}"),
         "{text}"
     );
     assert!(text.contains("edgevision_build_info{"), "{text}");

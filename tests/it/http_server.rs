@@ -36,7 +36,7 @@ struct Server {
 
 impl Server {
     fn start(settings: HttpSettings) -> Server {
-        let hub = Hub::new(Arc::new(Metrics::new()));
+        let hub = Hub::new("default", &Arc::new(Metrics::new()));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -362,7 +362,7 @@ fn stream_clients(server: &Server) -> i64 {
         .unwrap();
     let line = text
         .lines()
-        .find(|l| l.starts_with("edgevision_stream_clients "))
+        .find(|l| l.starts_with("edgevision_stream_clients{camera=\"default\"} "))
         .expect("gauge in exposition");
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }

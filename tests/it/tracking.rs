@@ -266,18 +266,23 @@ points = [[0.5, 1.0], [0.5, 0.0]]
     let m = metrics(&d.addr);
     let crossings = metric_labelled(
         &m,
-        r#"edgevision_line_crossings_total{direction="forward",label="dog",line="middle"}"#,
+        r#"edgevision_line_crossings_total{camera="default",direction="forward",label="dog",line="middle"}"#,
     );
     assert!(crossings >= 1.0, "{m}");
     assert_eq!(
         metric_labelled(
             &m,
-            r#"edgevision_line_crossings_total{direction="backward",label="dog",line="middle"}"#
+            r#"edgevision_line_crossings_total{camera="default",direction="backward",label="dog",line="middle"}"#
         ),
         0.0,
         "the jump back to the start of the clip is no crossing"
     );
-    assert!(metric_labelled(&m, r#"edgevision_object_events_total{label="dog",type="new"}"#) >= 1.0);
+    assert!(
+        metric_labelled(
+            &m,
+            r#"edgevision_object_events_total{camera="default",label="dog",type="new"}"#
+        ) >= 1.0
+    );
     // The reports name the object each box is.
     let report = json(&d, "/api/detections");
     for det in report["detections"].as_array().unwrap() {
@@ -362,12 +367,15 @@ min_frames = 3
     assert_eq!(list[0]["zones"], serde_json::json!(["porch"]));
     let m = metrics(&d.addr);
     assert_eq!(
-        metric_labelled(&m, r#"edgevision_objects{label="dog"}"#),
+        metric_labelled(&m, r#"edgevision_objects{camera="default",label="dog"}"#),
         1.0,
         "{m}"
     );
     assert_eq!(
-        metric_labelled(&m, r#"edgevision_zone_objects{label="dog",zone="porch"}"#),
+        metric_labelled(
+            &m,
+            r#"edgevision_zone_objects{camera="default",label="dog",zone="porch"}"#
+        ),
         1.0,
         "{m}"
     );
@@ -482,7 +490,7 @@ fn a_webhook_that_is_down_gets_its_events_when_it_returns_and_overflow_is_counte
         .unwrap()
         .port();
     let d = start(&config(clip.path(), 0.0, &webhook(port, 3)));
-    let label = format!(r#"webhook="http://127.0.0.1:{port}"}}"#);
+    let label = format!(r#"camera="default",webhook="http://127.0.0.1:{port}"}}"#);
     wait_for(90, "posts failing and events dropped", || {
         let m = metrics(&d.addr);
         let failed = metric_labelled(&m, &format!("edgevision_webhook_failures_total{{{label}"));

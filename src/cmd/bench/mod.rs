@@ -146,7 +146,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         println!("{report}");
         return Ok(ExitCode::SUCCESS);
     }
-    let hub = Hub::new(std::sync::Arc::new(Metrics::new()));
+    let hub = Hub::new("default", &std::sync::Arc::new(Metrics::new()));
     // The model is loaded and the interpreters built before the clocks start.
     let pipeline = Pipeline::start(rt, settings, hub, true)?;
     layout = pipeline.layout();

@@ -36,7 +36,7 @@ impl Served {
         mut http: HttpSettings,
         clients: usize,
     ) -> anyhow::Result<Served> {
-        let hub = Hub::new(Arc::new(Metrics::new()));
+        let hub = Hub::new("default", &Arc::new(Metrics::new()));
         let tokio = crate::service::http_runtime()?;
         let listener = tokio
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

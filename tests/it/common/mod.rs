@@ -162,11 +162,17 @@ pub fn photo_dir(names: &[&str]) -> tempfile::TempDir {
     d
 }
 
-/// The value of the sample `name` (no labels) in Prometheus text format.
+/// The value of the sample `name` in Prometheus text format: the
+/// daemon-wide one (no labels), or the `default` camera's.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
+    let camera = format!("{name}{{camera=\"default\"}}");
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .find(|l| l.split_whitespace().next() == Some(name))
+        .find(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|n| n == name || n == camera)
+        })
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
 }
