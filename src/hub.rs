@@ -78,7 +78,16 @@ pub struct Hub {
     /// Inference on (the default) or paused by MQTT's detect switch.
     detect: AtomicBool,
     started: std::time::Instant,
+    /// The source URI, credentials redacted (`/api/cameras`).
+    source: std::sync::Mutex<String>,
+    /// Why the source can never work, once it has said so.
+    failure: std::sync::Mutex<Option<String>>,
+    /// When the latest inferences ran: the camera's recent inference rate.
+    inferences: std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>,
 }
+
+/// Inferences remembered for [`Hub::inference_rate`].
+const RATE_WINDOW: usize = 32;
 
 impl Hub {
     /// The hub of camera `name`, its series in `metrics`.
@@ -97,7 +106,51 @@ impl Hub {
             mqtt: std::sync::Mutex::new(None),
             detect: AtomicBool::new(true),
             started: std::time::Instant::now(),
+            source: Default::default(),
+            failure: Default::default(),
+            inferences: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(RATE_WINDOW)),
         })
+    }
+
+    /// Records the source (shown with credentials redacted).
+    pub fn set_source(&self, uri: &str) {
+        *self.source.lock().unwrap_or_else(|e| e.into_inner()) = crate::capture::http::redact(uri);
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    pub fn source(&self) -> String {
+        self.source.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The source can never work, for `reason`: the camera has stopped.
+    pub fn set_failure(&self, reason: &str) {
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
+    }
+
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Counts one inference for [`Hub::inference_rate`].
+    pub fn note_inference(&self) {
+        let mut q = self.inferences.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() == RATE_WINDOW {
+            q.pop_front();
+        }
+        q.push_back(std::time::Instant::now());
+    }
+
+    /// Inferences per second lately: over the last few (up to 32), and
+    /// falling once they stop.
+    pub fn inference_rate(&self) -> f64 {
+        let q = self.inferences.lock().unwrap_or_else(|e| e.into_inner());
+        match q.front() {
+            Some(first) if q.len() > 1 => {
+                let span = first.elapsed().as_secs_f64().max(1e-3);
+                (q.len() - 1) as f64 / span
+            }
+            _ => 0.0,
+        }
     }
 
     /// Replaces the current frame; never blocks.
@@ -183,5 +236,58 @@ impl Hub {
     /// [`crate::pipeline::FAILING_AFTER`] failed inferences in a row.
     pub fn inference_failing(&self) -> bool {
         self.inference_failing.load(Ordering::Relaxed)
+    }
+}
+
+/// Every camera's hub, in config order: what the HTTP side serves. The
+/// first camera also answers the unprefixed paths (`/stream.mjpg`...).
+/// A reload adds and removes cameras while clients of the others stay.
+pub struct Cameras {
+    list: std::sync::RwLock<Vec<Arc<Hub>>>,
+    /// The daemon's registry (`/metrics`).
+    pub metrics: Arc<Metrics>,
+}
+
+impl Cameras {
+    pub fn new(metrics: Arc<Metrics>) -> Arc<Cameras> {
+        Arc::new(Cameras {
+            list: Default::default(),
+            metrics,
+        })
+    }
+
+    /// A registry of one hub (tests, benchmarks).
+    pub fn single(hub: Arc<Hub>) -> Arc<Cameras> {
+        let c = Cameras::new(hub.metrics.all.clone());
+        c.set(vec![hub]);
+        c
+    }
+
+    /// The hubs, in order.
+    pub fn all(&self) -> Vec<Arc<Hub>> {
+        self.list.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The first camera's hub.
+    pub fn first(&self) -> Option<Arc<Hub>> {
+        self.list
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .first()
+            .cloned()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Hub>> {
+        self.list
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|h| h.name == name)
+            .cloned()
+    }
+
+    /// Replaces the list.
+    pub fn set(&self, hubs: Vec<Arc<Hub>>) {
+        *self.list.write().unwrap_or_else(|e| e.into_inner()) = hubs;
     }
 }

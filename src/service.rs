@@ -9,22 +9,22 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::http::{self, HttpSettings};
-use crate::hub::Hub;
+use crate::hub::{Cameras, Hub};
 use crate::infer::Runtime;
 use crate::metrics::Metrics;
 use crate::notify::{self, Notifier, WatchdogGate};
-use crate::pipeline::{Pipeline, PipelineSettings, Prepared, StartError};
+use crate::pipeline::{self, InferencePool, Pipeline, PipelineSettings};
 
 /// What `run` needs, resolved from config and command line.
 pub struct DaemonSettings {
-    pub pipeline: PipelineSettings,
+    /// One per camera, in config order; all share the first one's model.
+    pub cameras: Vec<PipelineSettings>,
     pub http: HttpSettings,
     pub listen: SocketAddr,
 }
 
-/// Reads the config again on SIGHUP and returns the pipeline settings it
-/// asks for.
-pub type ReloadFn = Box<dyn Fn() -> anyhow::Result<PipelineSettings> + Send + Sync>;
+/// Reads the config again on SIGHUP and returns the cameras it asks for.
+pub type ReloadFn = Box<dyn Fn() -> anyhow::Result<Vec<PipelineSettings>> + Send + Sync>;
 
 /// How often `STATUS=` is refreshed for `systemctl status`.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
@@ -50,32 +50,47 @@ pub fn run_daemon(
     let notifier = Notifier::from_env()?;
     let watchdog = notify::watchdog_from_env()?;
     let metrics = Arc::new(Metrics::new());
-    let hub = Hub::new(&settings.pipeline.camera, &metrics);
+    let cameras = Cameras::new(metrics.clone());
     let tokio = http_runtime()?;
     let listener = tokio
         .block_on(tokio::net::TcpListener::bind(settings.listen))
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let pipeline = Pipeline::start(rt, settings.pipeline, hub.clone(), false)?;
+    let pool = Arc::new(pipeline::load_pool(rt, &settings.cameras)?);
+    pipeline::announce(&pool, &metrics);
+    let mut running = Vec::with_capacity(settings.cameras.len());
+    for cs in settings.cameras {
+        let hub = Hub::new(&cs.camera, &metrics);
+        running.push(Pipeline::launch(cs, pool.clone(), hub, false)?);
+    }
+    cameras.set(running.iter().map(|p| p.hub().clone()).collect());
     let addr = listener.local_addr().unwrap_or(settings.listen);
     tracing::info!(
-        "serving on http://{addr}/ (model {})",
-        pipeline.model().path().display()
+        "serving on http://{addr}/ ({} camera{}, model {})",
+        running.len(),
+        if running.len() == 1 { "" } else { "s" },
+        pool.model().path().display()
     );
     eprintln!("edgevision: serving on http://{addr}/");
     let mut daemon = Daemon {
         rt,
-        hub: hub.clone(),
-        pipeline: Some(pipeline),
+        cameras: cameras.clone(),
+        pool,
+        pipelines: running,
         notifier,
         reload,
     };
     let result = tokio.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(http::serve(listener, hub.clone(), settings.http, async move {
-            let _ = stop_rx.await;
-        }));
+        let server = tokio::spawn(http::serve(
+            listener,
+            cameras.clone(),
+            settings.http,
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
         // The socket listens and the server task runs: ready.
-        daemon.notify(&format!("READY=1\n{}", status(&hub)));
+        daemon.notify(&format!("READY=1\n{}", status(&cameras)));
         if let Some(interval) = watchdog {
             tracing::info!("systemd watchdog: {interval:?}, pinged while frames flow");
         }
@@ -91,17 +106,21 @@ pub fn run_daemon(
         }
     });
     tokio.shutdown_timeout(Duration::from_millis(200));
-    let fatal = daemon.pipeline.as_ref().and_then(Pipeline::fatal);
-    let stopped = daemon.pipeline.take().map(|p| drop(p.stop()));
-    // After the pipeline: its objects' end events go out, then "offline".
-    crate::mqtt::stop(&daemon.hub);
-    match stopped {
-        Some(()) => {}
-        // Exit with an error so that systemd (Restart=on-failure) tries again.
-        None => anyhow::bail!("the pipeline could not be restarted after a reload"),
+    let fatal: Vec<String> = daemon
+        .pipelines
+        .iter()
+        .filter_map(|p| p.fatal().map(|r| format!("camera {}: {r}", p.settings().camera)))
+        .collect();
+    for p in daemon.pipelines.drain(..) {
+        let hub = p.hub().clone();
+        drop(p.stop());
+        // After the pipeline: its objects' end events go out, then "offline".
+        crate::mqtt::stop(&hub);
     }
-    if let Some(reason) = fatal {
-        anyhow::bail!("the source cannot work: {reason}");
+    // Every camera's source can never work: exit with an error so that
+    // systemd (Restart=on-failure) and the operator see it.
+    if !fatal.is_empty() {
+        anyhow::bail!("the source cannot work: {}", fatal.join("; "));
     }
     result
 }
@@ -109,17 +128,32 @@ pub fn run_daemon(
 /// The running parts the signal loop changes.
 struct Daemon {
     rt: &'static Runtime,
-    hub: Arc<Hub>,
-    /// `None` only while a restart is under way.
-    pipeline: Option<Pipeline>,
+    cameras: Arc<Cameras>,
+    pool: Arc<InferencePool>,
+    /// One per camera, in config order.
+    pipelines: Vec<Pipeline>,
     notifier: Option<Notifier>,
     reload: Option<ReloadFn>,
 }
 
-/// `STATUS=` for systemd: frame rate, frames so far, clients.
-fn status(hub: &Hub) -> String {
+/// `STATUS=` for systemd: frame rate, frames so far, clients; per camera
+/// when there are several.
+fn status(cameras: &Cameras) -> String {
+    let hubs = cameras.all();
+    let text = match hubs.as_slice() {
+        [hub] => camera_status(hub),
+        hubs => hubs
+            .iter()
+            .map(|h| format!("{}: {}", h.name, camera_status(h)))
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    notify::status_line(&text)
+}
+
+fn camera_status(hub: &Hub) -> String {
     let m = &hub.metrics;
-    let text = if hub.inference_failing() {
+    if hub.inference_failing() {
         format!(
             "inference failing ({} errors so far); {} frames processed",
             m.inference_errors.get(),
@@ -138,8 +172,16 @@ fn status(hub: &Hub) -> String {
             m.frames_processed.get(),
             m.stream_clients.get()
         )
-    };
-    notify::status_line(&text)
+    }
+}
+
+/// Frames published by every camera: the watchdog's sign of life.
+fn frames_published(cameras: &Cameras) -> u64 {
+    cameras.all().iter().map(|h| h.frames_published()).sum()
+}
+
+fn inference_failing(cameras: &Cameras) -> bool {
+    cameras.all().iter().any(|h| h.inference_failing())
 }
 
 impl Daemon {
@@ -166,20 +208,22 @@ impl Daemon {
         let half = watchdog.map_or(Duration::from_secs(3600), |w| w / 2);
         let mut watchdog_tick = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
         let mut gate = WatchdogGate::default();
-        gate.should_ping(self.hub.frames_published());
+        gate.should_ping(frames_published(&self.cameras));
         let mut stalled = false;
+        // Cameras whose end has been logged.
+        let mut ended = std::collections::HashSet::new();
         loop {
             tokio::select! {
                 _ = term.recv() => return,
                 _ = int.recv() => return,
                 _ = hup.recv() => self.reload(),
-                _ = status_tick.tick() => self.notify(&status(&self.hub)),
+                _ = status_tick.tick() => self.notify(&status(&self.cameras)),
                 _ = watchdog_tick.tick(), if watchdog.is_some() => {
                     // Frames that go out without inference are no sign of
                     // health: a model failing on every frame gets the
                     // daemon restarted.
-                    let alive = gate.should_ping(self.hub.frames_published());
-                    if alive && !self.hub.inference_failing() {
+                    let alive = gate.should_ping(frames_published(&self.cameras));
+                    if alive && !inference_failing(&self.cameras) {
                         self.notify("WATCHDOG=1");
                         stalled = false;
                     } else if !std::mem::replace(&mut stalled, true) {
@@ -192,8 +236,16 @@ impl Daemon {
                     }
                 }
                 _ = check.tick() => {
-                    if self.pipeline.as_ref().is_none_or(Pipeline::finished) {
-                        if self.pipeline.as_ref().and_then(Pipeline::fatal).is_none() {
+                    // A camera that ends leaves the others running; the
+                    // daemon stops when none is left.
+                    for p in &self.pipelines {
+                        let name = &p.settings().camera;
+                        if p.finished() && ended.insert(name.clone()) && p.fatal().is_none() && self.pipelines.len() > 1 {
+                            tracing::warn!("camera {name}: the source finished");
+                        }
+                    }
+                    if self.pipelines.iter().all(Pipeline::finished) {
+                        if self.pipelines.iter().all(|p| p.fatal().is_none()) {
                             tracing::warn!("the pipeline ended (source finished); stopping");
                         }
                         return;
@@ -204,8 +256,10 @@ impl Daemon {
     }
 
     /// SIGHUP: read the config again; apply filter and stream settings in
-    /// place, and start the pipeline again (same hub, same HTTP server, so
-    /// clients stay connected) when the source or model changed.
+    /// place, start a camera again when its source changed (same hub, same
+    /// HTTP server, so clients stay connected), add and remove cameras, and
+    /// start every camera again on a new pool when the model changed. The
+    /// cameras not named by a change keep running untouched.
     fn reload(&mut self) {
         let Some(reload) = &self.reload else {
             tracing::warn!("SIGHUP ignored: no config file to reload");
@@ -220,53 +274,104 @@ impl Daemon {
             }
             Err(e) => tracing::error!("SIGHUP: reload failed, keeping the current settings: {e:#}"),
         }
-        self.notify(&format!("READY=1\n{}", status(&self.hub)));
+        self.notify(&format!("READY=1\n{}", status(&self.cameras)));
     }
 
-    fn apply(&mut self, new: PipelineSettings) -> anyhow::Result<()> {
-        let Some(pipeline) = self.pipeline.as_mut() else {
-            anyhow::bail!("no pipeline running");
+    fn apply(&mut self, new: Vec<PipelineSettings>) -> anyhow::Result<()> {
+        let Some(first) = new.first() else {
+            anyhow::bail!("no camera configured");
         };
-        let Some(reason) = pipeline.restart_reason(&new) else {
-            pipeline.update_live(&new).map_err(anyhow::Error::msg)?;
-            tracing::info!("SIGHUP: detection filter and stream settings reloaded");
-            return Ok(());
-        };
-        // Load the new model while the old pipeline runs: a model that does
-        // not load (a file replaced by a corrupt one) changes nothing.
-        tracing::info!("SIGHUP: {reason}; loading the new settings while the pipeline runs");
-        let prepared = tokio::task::block_in_place(|| Prepared::load(self.rt, new))
-            .context("the new model does not load")?;
-        let old = self.pipeline.take().expect("checked above");
-        let (old_model, old_mtime) = (old.model().clone(), old.model_mtime());
-        let old_settings = old.settings().clone();
-        // The source (a V4L2 device) may be opened by one pipeline at a time.
-        tokio::task::block_in_place(|| drop(old.stop()));
-        let hub = self.hub.clone();
-        match tokio::task::block_in_place(|| Pipeline::launch(prepared, hub, false)) {
-            Ok(p) => {
-                tracing::info!(
-                    "SIGHUP: pipeline restarted (model {})",
-                    p.model().path().display()
-                );
-                self.pipeline = Some(p);
-                Ok(())
-            }
-            Err(e) => {
-                // Back to the old settings, with the old model from memory:
-                // its file may have changed since it was loaded.
-                let hub = self.hub.clone();
-                let back = tokio::task::block_in_place(|| {
-                    Prepared::with_model(old_model, old_mtime, old_settings)
-                        .map_err(StartError::from)
-                        .and_then(|p| Pipeline::launch(p, hub, false))
-                });
-                match back {
-                    Ok(p) => self.pipeline = Some(p),
-                    Err(e2) => tracing::error!("cannot restart the previous pipeline either: {e2}"),
+        let mut restart_all = false;
+        if let Some(reason) = pipeline::pool_restart_reason(&self.pool, first) {
+            // Load the new model while the cameras run: a model that does
+            // not load (a file replaced by a corrupt one) changes nothing.
+            tracing::info!("SIGHUP: {reason}; loading the new settings while the cameras run");
+            let pool = tokio::task::block_in_place(|| pipeline::load_pool(self.rt, &new))
+                .context("the new model does not load")?;
+            pipeline::announce(&pool, &self.cameras.metrics);
+            // The old pool's interpreters are freed once its cameras stop.
+            self.pool = Arc::new(pool);
+            restart_all = true;
+        }
+        let mut old: Vec<Option<Pipeline>> = std::mem::take(&mut self.pipelines)
+            .into_iter()
+            .map(Some)
+            .collect();
+        for s in new {
+            let name = s.camera.clone();
+            let found = old
+                .iter_mut()
+                .find(|p| p.as_ref().is_some_and(|p| p.settings().camera == name))
+                .and_then(Option::take);
+            let Some(mut p) = found else {
+                let hub = Hub::new(&name, &self.cameras.metrics);
+                match self.launch(s, hub) {
+                    Ok(p) => {
+                        tracing::info!("SIGHUP: camera {name} added");
+                        self.pipelines.push(p);
+                    }
+                    Err(e) => tracing::error!("SIGHUP: camera {name} did not start: {e:#}"),
                 }
-                Err(anyhow::Error::new(e).context("the new pipeline did not start"))
+                continue;
+            };
+            let reason = if restart_all {
+                Some("the model changed")
+            } else {
+                p.restart_reason(&s)
+            };
+            let Some(reason) = reason else {
+                match p.update_live(&s) {
+                    Ok(()) => {
+                        tracing::info!("SIGHUP: camera {name}: detection filter and stream settings reloaded")
+                    }
+                    Err(e) => tracing::error!("SIGHUP: camera {name}: {e}; keeping its settings"),
+                }
+                self.pipelines.push(p);
+                continue;
+            };
+            tracing::info!("SIGHUP: camera {name}: {reason}; starting it again");
+            let hub = p.hub().clone();
+            let previous = p.settings().clone();
+            // The source (a V4L2 device) may be opened by one pipeline at a time.
+            tokio::task::block_in_place(|| drop(p.stop()));
+            match self.launch(s, hub.clone()) {
+                Ok(p) => self.pipelines.push(p),
+                Err(e) => {
+                    tracing::error!("SIGHUP: camera {name}: the new settings did not start: {e:#}; back to the previous ones");
+                    match self.launch(previous, hub) {
+                        Ok(p) => self.pipelines.push(p),
+                        Err(e) => tracing::error!("SIGHUP: camera {name}: cannot restart it either: {e:#}"),
+                    }
+                }
             }
         }
+        for p in old.into_iter().flatten() {
+            let name = p.settings().camera.clone();
+            let hub = p.hub().clone();
+            tokio::task::block_in_place(|| drop(p.stop()));
+            retire(&hub);
+            tracing::info!("SIGHUP: camera {name} removed");
+        }
+        self.cameras
+            .set(self.pipelines.iter().map(|p| p.hub().clone()).collect());
+        if self.pipelines.is_empty() {
+            anyhow::bail!("no camera is running");
+        }
+        Ok(())
     }
+
+    fn launch(&self, settings: PipelineSettings, hub: Arc<Hub>) -> anyhow::Result<Pipeline> {
+        let pool = self.pool.clone();
+        Ok(tokio::task::block_in_place(|| {
+            Pipeline::launch(settings, pool, hub, false)
+        })?)
+    }
+}
+
+/// Lets a removed camera go: its pictures' writer and webhooks stop, MQTT
+/// says goodbye, and its series leave `/metrics`.
+fn retire(hub: &Hub) {
+    hub.events.configure(None, &[], 1, &hub.metrics);
+    crate::mqtt::stop(hub);
+    hub.metrics.all.remove_camera(&hub.name);
 }

@@ -263,7 +263,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tracing::error!("source.uri: {e}; retrying until it can be started");
     }
     let settings = DaemonSettings {
-        pipeline: pipeline_settings(&cfg)?,
+        cameras: vec![pipeline_settings(&cfg)?],
         http: http_settings(&cfg),
         listen,
     };
@@ -287,7 +287,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                     changed.join(", ")
                 );
             }
-            pipeline_settings(&new)
+            Ok(vec![pipeline_settings(&new)?])
         });
         f
     });

@@ -12,6 +12,7 @@ use axum::Json;
 use futures_util::stream::{self, Stream};
 use tokio::sync::watch;
 
+use super::camera::Cam;
 use super::{stopped, AppState};
 use crate::hub::FrameReport;
 
@@ -19,8 +20,8 @@ use crate::hub::FrameReport;
 /// closing the event stream.
 const SSE_KEEPALIVE: Duration = Duration::from_secs(15);
 
-pub(crate) async fn snapshot(State(state): State<AppState>) -> Response {
-    match state.hub.latest_frame() {
+pub(crate) async fn snapshot(Cam(hub): Cam) -> Response {
+    match hub.latest_frame() {
         Some(frame) => (
             [
                 (header::CONTENT_TYPE, "image/jpeg"),
@@ -38,8 +39,8 @@ pub(crate) async fn snapshot(State(state): State<AppState>) -> Response {
     }
 }
 
-pub(crate) async fn detections(State(state): State<AppState>) -> Response {
-    match state.hub.latest_report() {
+pub(crate) async fn detections(Cam(hub): Cam) -> Response {
+    match hub.latest_report() {
         // Serialized by hand: `Json` would need serde's `rc` feature for the Arc.
         Some(report) => json_response(&*report),
         None => (
@@ -51,7 +52,7 @@ pub(crate) async fn detections(State(state): State<AppState>) -> Response {
     }
 }
 
-pub(crate) async fn events(State(state): State<AppState>) -> Response {
+pub(crate) async fn events(State(state): State<AppState>, Cam(hub): Cam) -> Response {
     let Ok(slot) = state.event_slots.clone().try_acquire_owned() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -61,8 +62,8 @@ pub(crate) async fn events(State(state): State<AppState>) -> Response {
             .into_response();
     };
     let reports = EventPump {
-        objects: state.hub.events.subscribe(),
-        reports: state.hub.subscribe_reports(),
+        objects: hub.events.subscribe(),
+        reports: hub.subscribe_reports(),
         stop: state.stop.subscribe(),
         first: true,
         _slot: slot,
@@ -140,7 +141,7 @@ fn event_stream(pump: EventPump) -> impl Stream<Item = Result<Event, Infallible>
     })
 }
 
-fn json_response(v: &impl serde::Serialize) -> Response {
+pub(crate) fn json_response(v: &impl serde::Serialize) -> Response {
     match serde_json::to_vec(v) {
         Ok(json) => (
             [
@@ -158,9 +159,9 @@ fn json_response(v: &impl serde::Serialize) -> Response {
 }
 
 /// `GET /api/objects`: the objects tracked now.
-pub(crate) async fn objects(State(state): State<AppState>) -> Response {
-    let objects = state.hub.events.objects();
-    let geometry = state.hub.events.geometry();
+pub(crate) async fn objects(Cam(hub): Cam) -> Response {
+    let objects = hub.events.objects();
+    let geometry = hub.events.geometry();
     json_response(&serde_json::json!({
         "objects": &*objects,
         "zones": geometry["zones"],
@@ -178,33 +179,38 @@ const RECENT_LIMIT: usize = 1000;
 
 /// `GET /api/events/recent?limit=N`: recently ended objects, newest first.
 pub(crate) async fn recent_events(
-    State(state): State<AppState>,
+    Cam(hub): Cam,
     axum::extract::Query(q): axum::extract::Query<RecentQuery>,
 ) -> Response {
     let limit = q.limit.unwrap_or(50).clamp(1, RECENT_LIMIT);
-    let events = state.hub.events.recent(limit);
+    let events = hub.events.recent(limit);
     let events: Vec<&crate::track::ObjectEvent> = events.iter().map(|e| &**e).collect();
     json_response(&serde_json::json!({ "events": events }))
 }
 
-/// `GET /api/events/{id}/snapshot.jpg`: an object's best picture.
+/// `GET /api/events/{id}/snapshot.jpg`: an object's best picture. Ids are
+/// unique across cameras: the unprefixed path finds any camera's.
 pub(crate) async fn object_snapshot(
     State(state): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Path(params): axum::extract::Path<std::collections::HashMap<String, String>>,
 ) -> Response {
     let not_found = || (StatusCode::NOT_FOUND, "no picture of that object\n").into_response();
-    let Ok(id) = id.parse::<u64>() else {
+    let Some(Ok(id)) = params.get("id").map(|id| id.parse::<u64>()) else {
         return not_found();
     };
-    let path = state
-        .hub
-        .events
-        .snapshots
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .by_id
-        .get(&id)
-        .cloned();
+    let hubs = match params.get("camera") {
+        Some(name) => state.cameras.get(name).into_iter().collect(),
+        None => state.cameras.all(),
+    };
+    let path = hubs.iter().find_map(|hub| {
+        hub.events
+            .snapshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_id
+            .get(&id)
+            .cloned()
+    });
     let Some(path) = path else {
         return not_found();
     };
@@ -227,7 +233,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
             (header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        state.hub.metrics.all.render(),
+        state.cameras.metrics.render(),
     )
         .into_response()
 }
@@ -236,8 +242,29 @@ pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// `/readyz`: every camera ready. With several cameras a 503 names the
+/// ones that are not. `/cameras/{camera}/readyz` asks about one.
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
-    if state.hub.is_ready() {
+    let hubs = state.cameras.all();
+    let waiting: Vec<&str> = hubs
+        .iter()
+        .filter(|h| !h.is_ready())
+        .map(|h| h.name.as_str())
+        .collect();
+    if hubs.is_empty() {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    } else if waiting.is_empty() {
+        "ready\n".into_response()
+    } else if hubs.len() == 1 {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    } else {
+        let body = format!("not ready: {}\n", waiting.join(", "));
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
+}
+
+pub(crate) async fn camera_readyz(Cam(hub): Cam) -> Response {
+    if hub.is_ready() {
         "ready\n".into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()

@@ -34,7 +34,10 @@ const CONTENT_TYPE: &str = concat!("multipart/x-mixed-replace; boundary=", bound
 const OPENING: &[u8] = concat!("--", boundary!(), "\r\n").as_bytes();
 const PART_END: &[u8] = concat!("\r\n--", boundary!(), "\r\n").as_bytes();
 
-pub(crate) async fn stream(State(state): State<AppState>) -> Response {
+pub(crate) async fn stream(
+    State(state): State<AppState>,
+    super::camera::Cam(hub): super::camera::Cam,
+) -> Response {
     let Ok(permit) = state.stream_slots.clone().try_acquire_owned() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -44,10 +47,10 @@ pub(crate) async fn stream(State(state): State<AppState>) -> Response {
             .into_response();
     };
     let pump = Pump {
-        frames: state.hub.subscribe_frames(),
+        frames: hub.subscribe_frames(),
         stop: state.stop.subscribe(),
         first: true,
-        _client: ClientGuard::new(state.hub.metrics.stream_clients.clone(), permit),
+        _client: ClientGuard::new(hub.metrics.stream_clients.clone(), permit),
     };
     let mut response = Response::new(Body::from_stream(parts(pump)));
     let headers = response.headers_mut();

@@ -15,7 +15,11 @@
 //! | `/api/events`      | SSE, one `data:` event per report, keep-alive every 15 s    |
 //! | `/metrics`         | Prometheus text exposition                                  |
 //! | `/healthz`         | 200 `ok` while the process runs (never behind auth)         |
-//! | `/readyz`          | 200 `ready` / 503 `not ready` from `Hub::is_ready`          |
+//! | `/readyz`          | 200 `ready` / 503 `not ready`: every camera `Hub::is_ready` |
+//! | `/api/cameras`     | each camera: name, source, signal, fps, inference share     |
+//! | `/cameras/{camera}/...` | one camera's page, stream, snapshot and API            |
+//!
+//! The unprefixed camera paths serve the first camera.
 //!
 //! Every response carries `X-Content-Type-Options: nosniff`,
 //! `Referrer-Policy: no-referrer` and a Content-Security-Policy (the page
@@ -23,6 +27,7 @@
 
 mod api;
 mod auth;
+mod camera;
 mod conn;
 mod host;
 mod limiter;
@@ -43,7 +48,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::{watch, Semaphore};
 
-use crate::hub::Hub;
+use crate::hub::Cameras;
 
 pub use auth::{check_argon2_cost, MAX_ARGON2_M_KIB, MAX_ARGON2_WORK, MIN_TOKEN_LEN};
 pub use host::check_host_name;
@@ -137,7 +142,7 @@ impl fmt::Debug for Auth {
 
 #[derive(Clone)]
 pub(crate) struct AppState {
-    pub(crate) hub: Arc<Hub>,
+    pub(crate) cameras: Arc<Cameras>,
     pub(crate) stream_slots: Arc<Semaphore>,
     /// `/api/events` streams, limited like `/stream.mjpg` (and apart from
     /// it: the page opens one of each), so they cannot fill every
@@ -149,34 +154,47 @@ pub(crate) struct AppState {
 
 /// The application without the connection-level write timeout that
 /// [`serve`] adds; use it when embedding into another server.
-pub fn router(hub: Arc<Hub>, settings: HttpSettings) -> Router {
-    build(hub, settings).0
+pub fn router(cameras: Arc<Cameras>, settings: HttpSettings) -> Router {
+    build(cameras, settings).0
 }
 
-fn build(hub: Arc<Hub>, settings: HttpSettings) -> (Router, Arc<watch::Sender<bool>>) {
+fn build(cameras: Arc<Cameras>, settings: HttpSettings) -> (Router, Arc<watch::Sender<bool>>) {
     if let Err(e) = settings.auth.validate() {
         tracing::error!("http auth configuration: {e}; affected credentials will never be accepted");
     }
     let stop = Arc::new(watch::channel(false).0);
     let state = AppState {
-        hub,
+        cameras,
         stream_slots: Arc::new(Semaphore::new(settings.max_clients)),
         event_slots: Arc::new(Semaphore::new(settings.max_clients)),
         stop: stop.clone(),
     };
     let authenticator = Arc::new(auth::Authenticator::new(&settings.auth));
-    let protected = Router::new()
-        .route("/", get(page::index))
-        .route("/stream.mjpg", get(mjpeg::stream))
-        .route("/snapshot.jpg", get(api::snapshot))
-        .route("/api/detections", get(api::detections))
-        .route("/api/events", get(api::events))
-        .route("/api/events/recent", get(api::recent_events))
-        .route("/api/events/{id}/snapshot.jpg", get(api::object_snapshot))
-        .route("/api/objects", get(api::objects))
+    // Each camera's paths, under `/cameras/{camera}` and (the first
+    // camera's) at the top.
+    let camera = |prefix: &str, r: Router<AppState>| {
+        r.route(&format!("{prefix}/stream.mjpg"), get(mjpeg::stream))
+            .route(&format!("{prefix}/snapshot.jpg"), get(api::snapshot))
+            .route(&format!("{prefix}/api/detections"), get(api::detections))
+            .route(&format!("{prefix}/api/events"), get(api::events))
+            .route(&format!("{prefix}/api/events/recent"), get(api::recent_events))
+            .route(
+                &format!("{prefix}/api/events/{{id}}/snapshot.jpg"),
+                get(api::object_snapshot),
+            )
+            .route(&format!("{prefix}/api/objects"), get(api::objects))
+    };
+    let mut protected = Router::new()
+        .route("/", get(camera::index))
+        .route("/cameras/{camera}", get(camera::camera_root))
+        .route("/cameras/{camera}/", get(page::camera_page))
+        .route("/cameras/{camera}/readyz", get(api::camera_readyz))
+        .route("/api/cameras", get(camera::list))
         .route("/metrics", get(api::metrics))
-        .route("/readyz", get(api::readyz))
-        .route_layer(middleware::from_fn_with_state(authenticator, auth::require));
+        .route("/readyz", get(api::readyz));
+    protected = camera("", protected);
+    protected = camera("/cameras/{camera}", protected);
+    let protected = protected.route_layer(middleware::from_fn_with_state(authenticator, auth::require));
     let mut guarded = Router::new().merge(protected);
     if let Some(names) = &settings.host_check {
         let check = Arc::new(host::HostCheck::new(names));
@@ -223,7 +241,7 @@ async fn security_headers(req: Request, next: Next) -> Response {
 /// would not hold that many.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    hub: Arc<Hub>,
+    cameras: Arc<Cameras>,
     settings: HttpSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -244,7 +262,7 @@ pub async fn serve(
         idle_timeout: settings.idle_timeout,
         max_connections,
     };
-    let (app, stop) = build(hub, settings);
+    let (app, stop) = build(cameras, settings);
     let listener = conn::TimeoutListener::new(listener, limits);
     let signal_stop = stop.clone();
     let signal = async move {

@@ -15,6 +15,22 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 pub(crate) async fn index() -> Response {
+    html(PAGE)
+}
+
+/// `/cameras/{camera}/`: the same page for one camera (its URLs are
+/// relative, so they read that camera's stream and reports).
+pub(crate) async fn camera_page(_camera: super::camera::Cam) -> Response {
+    html(PAGE)
+}
+
+/// `/` with several cameras: a grid of their streams, each a link to its
+/// own page.
+pub(crate) fn grid() -> Response {
+    html(GRID)
+}
+
+fn html(body: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -27,10 +43,82 @@ pub(crate) async fn index() -> Response {
                  script-src 'unsafe-inline'; style-src 'unsafe-inline'",
             ),
         ],
-        PAGE,
+        body,
     )
         .into_response()
 }
+
+/// The camera grid: one tile per camera from `api/cameras` (each its
+/// MJPEG stream and state, refreshed every two seconds).
+pub(crate) const GRID: &str = r##"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="dark">
+<title>edgevision: cameras</title>
+<style>
+  :root { --bg: #111418; --panel: #1b2027; --fg: #e6e9ee; --dim: #8a94a3; --ok: #4cc38a; --bad: #e5534b; }
+  * { box-sizing: border-box; }
+  body { margin: 0; background: var(--bg); color: var(--fg);
+         font: 15px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
+  header { display: flex; align-items: center; gap: .6em; padding: .6em .8em; }
+  h1 { font-size: 1.1em; margin: 0; font-weight: 600; }
+  main { display: grid; gap: .8em; padding: 0 .8em .8em; grid-template-columns: repeat(auto-fill, minmax(20em, 1fr)); }
+  .tile { background: var(--panel); border-radius: .4em; overflow: hidden; color: inherit; text-decoration: none; display: block; }
+  .tile img { display: block; width: 100%; aspect-ratio: 4 / 3; object-fit: contain; background: #000; }
+  .tile p { margin: 0; padding: .4em .6em; display: flex; justify-content: space-between; gap: .5em; }
+  .tile b { font-weight: 600; }
+  .tile span { color: var(--dim); font-size: .85em; font-variant-numeric: tabular-nums; }
+  .tile span.bad { color: var(--bad); } .tile span.ok { color: var(--ok); }
+</style>
+</head>
+<body>
+<header><h1>edgevision</h1><span id="count"></span></header>
+<main id="grid"></main>
+<script>
+"use strict";
+(function () {
+  var token = new URLSearchParams(location.search).get("token");
+  function url(path) { return token ? path + "?token=" + encodeURIComponent(token) : path; }
+  var grid = document.getElementById("grid"), tiles = {};
+  function tile(c) {
+    var a = document.createElement("a"), img = document.createElement("img"), p = document.createElement("p");
+    var name = document.createElement("b"), state = document.createElement("span");
+    a.className = "tile"; a.href = url(c.path);
+    img.alt = c.name; img.src = url(c.path + "stream.mjpg");
+    name.textContent = c.name;
+    p.appendChild(name); p.appendChild(state); a.appendChild(img); a.appendChild(p);
+    grid.appendChild(a);
+    return { el: a, img: img, state: state };
+  }
+  function refresh() {
+    fetch(url("api/cameras"), { cache: "no-store" }).then(function (r) { return r.json(); }).then(function (j) {
+      var seen = {};
+      j.cameras.forEach(function (c) {
+        seen[c.name] = true;
+        var t = tiles[c.name] || (tiles[c.name] = tile(c));
+        grid.appendChild(t.el);
+        if (c.failed) { t.state.textContent = "failed: " + c.failed; t.state.className = "bad"; }
+        else if (!c.signal) { t.state.textContent = "no signal"; t.state.className = "bad"; }
+        else {
+          t.state.textContent = c.fps.toFixed(1) + " fps · " + Math.round(c.inference_share * 100) + "% of inference · " + c.objects + " objects";
+          t.state.className = "ok";
+        }
+      });
+      Object.keys(tiles).forEach(function (n) {
+        if (!seen[n]) { tiles[n].img.src = ""; grid.removeChild(tiles[n].el); delete tiles[n]; }
+      });
+      document.getElementById("count").textContent = j.cameras.length + " cameras";
+    }).catch(function () {});
+  }
+  refresh();
+  setInterval(refresh, 2000);
+})();
+</script>
+</body>
+</html>
+"##;
 
 pub(crate) const PAGE: &str = r##"<!DOCTYPE html>
 <html lang="en">

@@ -148,7 +148,25 @@ impl Detector {
         height: u32,
         out: &mut Vec<Detection>,
     ) -> Result<Timings, InferError> {
+        let filter = std::mem::take(&mut self.filter);
+        let result = self.detect_with(&filter, rgb, width, height, out);
+        self.filter = filter;
+        result
+    }
+
+    /// [`Detector::detect`] with another filter than the detector's own:
+    /// cameras sharing interpreters each keep their thresholds. `filter`
+    /// must have passed [`FilterSettings::validate`].
+    pub fn detect_with(
+        &mut self,
+        filter: &FilterSettings,
+        rgb: &[u8],
+        width: u32,
+        height: u32,
+        out: &mut Vec<Detection>,
+    ) -> Result<Timings, InferError> {
         out.clear();
+        self.decoder.set_min_score(filter.lowest_threshold());
         let expected = width as usize * height as usize * 3;
         if width == 0 || height == 0 || rgb.len() < expected {
             return Err(InferError::Settings(format!(
@@ -177,7 +195,7 @@ impl Detector {
                     bottom: r.ymax * h,
                 },
             };
-            if self.filter.keep(&d) {
+            if filter.keep(&d) {
                 out.push(d);
             }
         }

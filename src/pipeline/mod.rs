@@ -10,18 +10,21 @@
 pub(crate) mod encode;
 mod health;
 pub mod layout;
+pub mod pool;
 mod slot;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::capture::{self, Frame, SourceOptions, SourceUri};
 use crate::config::Annotate;
 use crate::hub::Hub;
-use crate::infer::{Detection, Detector, DetectorSettings, FilterSettings, InferError, Model, Runtime};
+use crate::infer::{Detection, DetectorSettings, FilterSettings, InferError, Model, Runtime};
+pub use pool::InferencePool;
+use pool::{model_mtime, CameraId};
 
 pub use health::FAILING_AFTER;
 pub use slot::Captured;
@@ -157,17 +160,16 @@ pub(crate) struct LiveSettings {
     pub worker: worker::WorkerSettings,
 }
 
+/// One camera's threads: a capture thread filling its slot and workers
+/// that take its newest frame, borrow an interpreter from the shared
+/// [`InferencePool`] when the frame is to be inferred, draw, encode once
+/// and publish to the camera's [`Hub`].
 pub struct Pipeline {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
-    model: Arc<Model>,
+    pool: Arc<InferencePool>,
+    camera: CameraId,
     settings: PipelineSettings,
-    /// When the model file was last modified as it was loaded, so a reload
-    /// notices a replaced file at the same path.
-    model_mtime: Option<SystemTime>,
-    layout: layout::Layout,
-    /// The model's labels, to check filters against.
-    labels: crate::infer::Labels,
 }
 
 /// Warns about filter names no class has (typos filter nothing).
@@ -181,63 +183,6 @@ fn warn_unknown_labels(labels: &crate::infer::Labels, filter: &FilterSettings) {
     }
 }
 
-/// The interpreters for `settings.layout`. With a fully automatic layout and
-/// a source with a frame rate, one interpreter on all cores is timed first
-/// and kept when it keeps up (lowest latency); see [`layout`]. Returns the
-/// detectors, the layout used and a note for the log.
-fn build_detectors(
-    model: &Arc<Model>,
-    settings: &PipelineSettings,
-) -> Result<(Vec<Detector>, layout::Layout, String), InferError> {
-    let rule = settings.layout;
-    let rate = layout::inference_rate(
-        settings.source_options.fps,
-        settings.every_nth,
-        settings.max_inference_fps,
-    );
-    let mut why = String::new();
-    if rule.both_auto && rule.workers > 1 && rate > 0.0 {
-        let wide = layout::wide(rule.cores);
-        let mut ds = settings.detector.clone();
-        ds.session.threads = wide.threads;
-        let mut det = Detector::with_model(model.clone(), &ds)?;
-        let ms = time_inference(&mut det, layout::budget_ms(rate))?;
-        if layout::keeps_up(ms, rate) {
-            let why = format!(" ({ms:.1} ms per inference keeps up with {rate:.1} inferences/s)");
-            return Ok((vec![det], wide, why));
-        }
-        why = format!(
-            " (one interpreter on all cores, {ms:.1} ms per inference, cannot keep up with {rate:.1}/s)"
-        );
-    }
-    let mut detectors = Vec::with_capacity(rule.workers.max(1));
-    for _ in 0..rule.workers.max(1) {
-        detectors.push(Detector::with_model(model.clone(), &settings.detector)?);
-    }
-    Ok((detectors, rule, why))
-}
-
-/// Median time of three inferences (preprocess included) on a grey frame
-/// of the model's input size, after an untimed one. A first run already
-/// three times over `budget_ms` ends the timing early: a slow machine
-/// does not wait for more proof.
-fn time_inference(det: &mut Detector, budget_ms: f64) -> Result<f64, InferError> {
-    let (w, h) = det.input_size();
-    let rgb = vec![128u8; w as usize * h as usize * 3];
-    let mut out = Vec::new();
-    let ms = |t: crate::infer::Timings| (t.preprocess + t.infer).as_secs_f64() * 1e3;
-    let first = ms(det.detect(&rgb, w, h, &mut out)?);
-    if first > 3.0 * budget_ms {
-        return Ok(first);
-    }
-    let mut runs = [0.0; 3];
-    for r in &mut runs {
-        *r = ms(det.detect(&rgb, w, h, &mut out)?);
-    }
-    runs.sort_by(f64::total_cmp);
-    Ok(runs[1])
-}
-
 /// Why a pipeline did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -248,79 +193,85 @@ pub enum StartError {
     Spawn { thread: String, cause: std::io::Error },
 }
 
-/// A loaded model and its interpreters, not yet running: made while an old
-/// pipeline still runs, so a reload that cannot load its model changes
-/// nothing.
-pub struct Prepared {
-    settings: PipelineSettings,
-    model: Arc<Model>,
-    model_mtime: Option<SystemTime>,
-    detectors: Vec<Detector>,
-    layout: layout::Layout,
-    why: String,
+/// Inferences per second `settings` asks for (0: unknown), for the
+/// layout's start-up timing.
+pub fn inference_rate(settings: &PipelineSettings) -> f64 {
+    layout::inference_rate(
+        settings.source_options.fps,
+        settings.every_nth,
+        settings.max_inference_fps,
+    )
 }
 
-impl Prepared {
-    /// Loads the model file and builds the interpreters for `settings`.
-    pub fn load(rt: &'static Runtime, settings: PipelineSettings) -> Result<Prepared, InferError> {
-        let model_mtime = model_mtime(&settings.detector.model);
-        let model = Model::load(rt, &settings.detector.model)?;
-        Prepared::with_model(model, model_mtime, settings)
-    }
+/// The pool for cameras running `cameras` (the first one's model settings;
+/// every camera's inference rate, added up).
+pub fn load_pool(rt: &'static Runtime, cameras: &[PipelineSettings]) -> Result<InferencePool, InferError> {
+    let first = cameras.first().expect("at least one camera");
+    let rate = total_rate(cameras);
+    InferencePool::load(rt, &first.detector, first.layout, rate)
+}
 
-    /// Builds the interpreters from a model already in memory (a running
-    /// pipeline's, whose file may have changed since).
-    pub fn with_model(
-        model: Arc<Model>,
-        model_mtime: Option<SystemTime>,
-        settings: PipelineSettings,
-    ) -> Result<Prepared, InferError> {
-        let (detectors, layout, why) = build_detectors(&model, &settings)?;
-        Ok(Prepared {
-            settings,
-            model,
-            model_mtime,
-            detectors,
-            layout,
-            why,
-        })
+/// The inference rate of all `cameras` together; 0 if any is unknown.
+fn total_rate(cameras: &[PipelineSettings]) -> f64 {
+    let rates: Vec<f64> = cameras.iter().map(inference_rate).collect();
+    if rates.iter().any(|r| *r <= 0.0) {
+        0.0
+    } else {
+        rates.iter().sum()
     }
+}
 
-    pub fn model(&self) -> &Arc<Model> {
-        &self.model
-    }
+/// The same model and interpreters as `pool`, for `cameras`: a reload keeps
+/// a model whose file changed since it was loaded.
+pub fn rebuild_pool(pool: &InferencePool, cameras: &[PipelineSettings]) -> Result<InferencePool, InferError> {
+    let first = cameras.first().expect("at least one camera");
+    InferencePool::with_model(
+        pool.model().clone(),
+        pool.model_mtime(),
+        &first.detector,
+        first.layout,
+        total_rate(cameras),
+    )
+}
+
+/// Logs the pool's layout and sets the daemon-wide inference series.
+pub fn announce(pool: &InferencePool, metrics: &crate::metrics::Metrics) {
+    let layout = pool.layout();
+    let rt = pool.model().runtime();
+    metrics.set_build_info(&rt.path().display().to_string(), rt.version());
+    metrics.inference_workers.set(pool.size() as i64);
+    metrics.inference_threads.set(layout.threads as i64);
+    tracing::info!("inference: {layout}{}", pool.why());
 }
 
 impl Pipeline {
-    /// Loads the model, builds one detector per worker and starts the
-    /// threads. Model and label errors are returned here, before anything runs.
+    /// One camera with a pool of its own: loads the model, builds the
+    /// interpreters and starts the threads. Model and label errors are
+    /// returned here, before anything runs.
     pub fn start(
         rt: &'static Runtime,
         settings: PipelineSettings,
         hub: Arc<Hub>,
         keep_timings: bool,
     ) -> Result<Pipeline, StartError> {
-        Pipeline::launch(Prepared::load(rt, settings)?, hub, keep_timings)
+        let pool = Arc::new(load_pool(rt, std::slice::from_ref(&settings))?);
+        announce(&pool, &hub.metrics.all);
+        Pipeline::launch(settings, pool, hub, keep_timings)
     }
 
-    /// Starts the threads of a prepared pipeline.
-    pub fn launch(prepared: Prepared, hub: Arc<Hub>, keep_timings: bool) -> Result<Pipeline, StartError> {
-        let Prepared {
-            settings,
-            model,
-            model_mtime,
-            detectors,
-            layout,
-            why,
-        } = prepared;
-        let workers = detectors.len();
-        hub.metrics.all.set_build_info(
-            &model.runtime().path().display().to_string(),
-            model.runtime().version(),
-        );
-        hub.metrics.all.inference_workers.set(workers as i64);
-        hub.metrics.all.inference_threads.set(layout.threads as i64);
-        tracing::info!("inference: {layout}{why}");
+    /// Starts one camera's threads on `pool`.
+    pub fn launch(
+        settings: PipelineSettings,
+        pool: Arc<InferencePool>,
+        hub: Arc<Hub>,
+        keep_timings: bool,
+    ) -> Result<Pipeline, StartError> {
+        settings
+            .detector
+            .filter
+            .validate()
+            .map_err(InferError::Settings)?;
+        let workers = pool.size();
         hub.events.configure(
             settings.snapshots.clone(),
             &settings.webhooks,
@@ -330,6 +281,7 @@ impl Pipeline {
         hub.events
             .set_geometry(&settings.tracking.zones, &settings.tracking.lines);
         crate::mqtt::configure(&hub, settings.mqtt.clone());
+        hub.set_source(&settings.source.to_string());
         let shared = Arc::new(Shared::new(hub, &settings, keep_timings));
         // A new pipeline (new model, maybe) starts healthy, and ready once
         // its model has produced a result.
@@ -339,20 +291,17 @@ impl Pipeline {
         if settings.annotate == Annotate::Client {
             // JPEG frames go to clients as they came; inference needs only
             // enough pixels for the model's input.
-            source_opts.pass_jpeg = detectors.first().map(|d| d.input_size());
+            source_opts.pass_jpeg = Some(pool.input_size());
         }
+        warn_unknown_labels(pool.labels(), &settings.detector.filter);
         // Threads already started are stopped and joined if a later one
         // cannot start: the pipeline is dropped.
-        let labels = detectors.first().map(|d| d.labels().clone()).unwrap_or_default();
-        warn_unknown_labels(&labels, &settings.detector.filter);
         let mut pipeline = Pipeline {
             shared: shared.clone(),
             threads: Vec::new(),
-            labels,
-            model,
+            pool: pool.clone(),
+            camera: pool::camera_id(),
             settings: settings.clone(),
-            layout,
-            model_mtime,
         };
         let source = capture::open_source(&settings.source, &source_opts);
         let cap_shared = shared.clone();
@@ -361,7 +310,8 @@ impl Pipeline {
         // too) and paced sources keep their own clock and replace
         // unprocessed frames.
         let pull = opts.fps == 0.0 && !settings.source.is_live();
-        pipeline.spawn("capture".into(), move || {
+        let name = &settings.camera;
+        pipeline.spawn(format!("capture-{name}"), move || {
             capture::set_cancel(cap_shared.stop.clone());
             slot::capture_loop(source, opts, pull, workers > 1, cap_shared)
         })?;
@@ -369,10 +319,14 @@ impl Pipeline {
             let _ = shared.capture_thread.set(t.thread().clone());
         }
         let worker_settings = worker::WorkerSettings::from(&settings);
-        for (i, det) in detectors.into_iter().enumerate() {
+        for i in 0..workers {
             let sh = shared.clone();
             let ws = worker_settings.clone();
-            pipeline.spawn(format!("worker-{i}"), move || worker::run(det, ws, sh))?;
+            let (p, cam) = (pool.clone(), pipeline.camera);
+            let filter = settings.detector.filter.clone();
+            pipeline.spawn(format!("worker-{name}-{i}"), move || {
+                worker::run(p, cam, filter, ws, sh)
+            })?;
         }
         Ok(pipeline)
     }
@@ -386,18 +340,23 @@ impl Pipeline {
         Ok(())
     }
 
-    /// When the running model's file was modified as it was loaded.
-    pub fn model_mtime(&self) -> Option<SystemTime> {
-        self.model_mtime
-    }
-
     /// The inference layout in use (after the start-up timing, if any).
     pub fn layout(&self) -> layout::Layout {
-        self.layout
+        self.pool.layout()
     }
 
     pub fn model(&self) -> &Arc<Model> {
-        &self.model
+        self.pool.model()
+    }
+
+    /// The interpreters this camera shares with the others.
+    pub fn pool(&self) -> &Arc<InferencePool> {
+        &self.pool
+    }
+
+    /// The camera's hub.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.shared.hub
     }
 
     /// Frames processed so far.
@@ -426,10 +385,10 @@ impl Pipeline {
     }
 
     /// Why `new` cannot be applied to the running pipeline, if it cannot: a
-    /// different source, model (or model file), model options or worker
-    /// count need the pipeline started again.
+    /// different source or source settings need this camera started again
+    /// ([`pool_restart_reason`] says when every camera must).
     pub fn restart_reason(&self, new: &PipelineSettings) -> Option<&'static str> {
-        restart_reason(&self.settings, self.model_mtime, new)
+        restart_reason(&self.settings, new)
     }
 
     /// Applies thresholds, label filters and stream settings (JPEG quality,
@@ -439,7 +398,7 @@ impl Pipeline {
     pub fn update_live(&mut self, new: &PipelineSettings) -> Result<(), String> {
         new.detector.filter.validate()?;
         if new.detector.filter != self.settings.detector.filter {
-            warn_unknown_labels(&self.labels, &new.detector.filter);
+            warn_unknown_labels(self.pool.labels(), &new.detector.filter);
         }
         let live = LiveSettings {
             filter: new.detector.filter.clone(),
@@ -487,9 +446,12 @@ impl Pipeline {
 
     fn shutdown(&mut self) {
         self.shared.request_stop();
+        // Workers waiting for an interpreter see the stop now.
+        self.pool.wake();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        self.pool.forget(self.camera);
         // The objects of this pipeline end with it.
         let mut guard = self.shared.tracking.lock().unwrap_or_else(|e| e.into_inner());
         let t = &mut *guard;
@@ -507,35 +469,46 @@ impl Drop for Pipeline {
     }
 }
 
-/// [`Pipeline::restart_reason`] for a pipeline running `old`, whose model
-/// file had modification time `old_mtime` when it was loaded.
-fn restart_reason(
-    old: &PipelineSettings,
-    old_mtime: Option<SystemTime>,
-    new: &PipelineSettings,
-) -> Option<&'static str> {
-    let (mut a, mut b) = (old.detector.clone(), new.detector.clone());
-    a.filter = FilterSettings::default();
-    b.filter = FilterSettings::default();
+/// [`Pipeline::restart_reason`] for a camera running `old`.
+fn restart_reason(old: &PipelineSettings, new: &PipelineSettings) -> Option<&'static str> {
     if old.source != new.source {
         Some("the source changed")
     } else if old.source_options != new.source_options {
         Some("the source settings changed")
-    } else if a != b {
-        Some("the model or its settings changed")
     } else if (old.annotate == Annotate::Client) != (new.annotate == Annotate::Client) {
         Some("stream.annotate changed to or from \"client\"")
-    } else if old.workers != new.workers {
+    } else {
+        None
+    }
+}
+
+/// Why `pool` cannot serve cameras running `new`, if it cannot: another
+/// model (or model file), model options or interpreter count need a new
+/// pool, and every camera started again on it.
+pub fn pool_restart_reason(pool: &InferencePool, new: &PipelineSettings) -> Option<&'static str> {
+    model_change(pool.settings(), pool.rule().workers, pool.model_mtime(), new)
+}
+
+/// [`pool_restart_reason`] for a pool built with `old` (default filter) and
+/// `workers` interpreters asked for, whose model file had modification time
+/// `old_mtime` when it was loaded.
+fn model_change(
+    old: &DetectorSettings,
+    workers: usize,
+    old_mtime: Option<std::time::SystemTime>,
+    new: &PipelineSettings,
+) -> Option<&'static str> {
+    let mut b = new.detector.clone();
+    b.filter = FilterSettings::default();
+    if *old != b {
+        Some("the model or its settings changed")
+    } else if workers != new.layout.workers {
         Some("the number of workers changed")
     } else if model_mtime(&new.detector.model) != old_mtime {
         Some("the model file was replaced")
     } else {
         None
     }
-}
-
-fn model_mtime(path: &std::path::Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// A frame buffer from the recycle pool, or a new one.
@@ -576,6 +549,10 @@ pub(crate) mod tests {
         std::fs::write(&model, b"model").unwrap();
         let old = settings(&model);
         let mtime = model_mtime(&model);
+        let mut pooled = old.detector.clone();
+        pooled.filter = FilterSettings::default();
+        let workers = old.layout.workers;
+        let model_change = |new: &PipelineSettings| model_change(&pooled, workers, mtime, new);
 
         let mut live = old.clone();
         live.detector.filter.threshold = 0.9;
@@ -583,34 +560,33 @@ pub(crate) mod tests {
         live.jpeg_quality = 30;
         live.overlay = false;
         live.every_nth = 3;
-        assert_eq!(restart_reason(&old, mtime, &live), None);
+        assert_eq!(restart_reason(&old, &live), None);
+        assert_eq!(model_change(&live), None);
 
         let mut s = old.clone();
         s.source = SourceUri::Images(dir.path().into());
-        assert_eq!(restart_reason(&old, mtime, &s), Some("the source changed"));
+        assert_eq!(restart_reason(&old, &s), Some("the source changed"));
+        assert_eq!(model_change(&s), None, "one camera restarts, not the pool");
         let mut s = old.clone();
         s.source_options.width = 320;
+        assert_eq!(restart_reason(&old, &s), Some("the source settings changed"));
+        let mut s = old.clone();
+        s.annotate = Annotate::Client;
         assert_eq!(
-            restart_reason(&old, mtime, &s),
-            Some("the source settings changed")
+            restart_reason(&old, &s),
+            Some("stream.annotate changed to or from \"client\"")
         );
         let mut s = old.clone();
         s.detector.labels = Some(dir.path().join("labels.txt"));
-        assert_eq!(
-            restart_reason(&old, mtime, &s),
-            Some("the model or its settings changed")
-        );
+        assert_eq!(model_change(&s), Some("the model or its settings changed"));
         let mut s = old.clone();
-        s.workers = 2;
-        assert_eq!(
-            restart_reason(&old, mtime, &s),
-            Some("the number of workers changed")
-        );
+        s.layout.workers = 2;
+        assert_eq!(model_change(&s), Some("the number of workers changed"));
 
         // Same path, new file: reloaded too.
         let earlier = mtime.map(|t| t - Duration::from_secs(60));
         assert_eq!(
-            restart_reason(&old, earlier, &old),
+            super::model_change(&pooled, workers, earlier, &old),
             Some("the model file was replaced")
         );
     }

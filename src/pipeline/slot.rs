@@ -247,6 +247,7 @@ pub(crate) fn capture_loop(
                 metrics.capture_fps.set(0.0);
                 no_signal_frame(ns_w, ns_h, &reason, &mut frame);
                 push(frame, false, Instant::now(), &shared);
+                shared.hub.set_failure(&reason);
                 *shared.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
                 break;
             }

@@ -9,12 +9,13 @@ use bytes::Bytes;
 use image::RgbImage;
 
 use super::encode::JpegEncoder;
+use super::pool::{CameraId, InferencePool};
 use super::slot::FpsMeter;
 use super::{FrameTiming, PipelineSettings, Shared};
 use crate::annotate::{draw_objects, draw_text_block, label_color, AnnotateStyle};
 use crate::config::Annotate;
 use crate::hub::{EncodedFrame, FrameReport};
-use crate::infer::{detection_json, Detection, Detector, ModelKind};
+use crate::infer::{detection_json, Detection, FilterSettings, ModelKind};
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct WorkerSettings {
@@ -60,12 +61,21 @@ fn should_infer(ws: &WorkerSettings, shared: &Shared, seq: u64) -> bool {
     }
 }
 
-pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>) {
+/// Processes `shared`'s frames until its slot closes, borrowing an
+/// interpreter from `pool` (as camera `camera`) for each inference and
+/// keeping detections that pass `filter`.
+pub(crate) fn run(
+    pool: Arc<InferencePool>,
+    camera: CameraId,
+    mut filter: FilterSettings,
+    mut ws: WorkerSettings,
+    shared: Arc<Shared>,
+) {
     let metrics = shared.hub.metrics.clone();
     // Histogram handles looked up once, not per frame.
     let (stage_preprocess, stage_infer) = (metrics.stage("preprocess"), metrics.stage("infer"));
     let (stage_annotate, stage_encode) = (metrics.stage("annotate"), metrics.stage("encode"));
-    let kind = det.kind();
+    let kind = pool.kind();
     let mut encoder = match JpegEncoder::new(ws.quality) {
         Ok(e) => e,
         Err(e) => {
@@ -91,9 +101,8 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
             if let Some(live) = live {
-                if let Err(e) = det.set_filter(live.filter) {
-                    tracing::warn!("filter update refused: {e}");
-                }
+                // Checked by `update_live`.
+                filter = live.filter;
                 if live.worker.quality != ws.quality {
                     encoder.set_quality(live.worker.quality);
                 }
@@ -109,12 +118,19 @@ pub(crate) fn run(mut det: Detector, mut ws: WorkerSettings, shared: Arc<Shared>
         let (sw, sh) = stream_size(&c.frame);
         let detect = shared.hub.detect_enabled();
         if c.signal && detect && should_infer(&ws, &shared, c.seq) {
-            match det.detect(&c.frame.rgb, w, h, &mut dets) {
+            let Some(mut det) = pool.lease(camera, &shared.stop) else {
+                // Stopping.
+                break;
+            };
+            let result = det.detect_with(&filter, &c.frame.rgb, w, h, &mut dets);
+            drop(det);
+            match result {
                 Ok(timings) => {
                     t.preprocess = timings.preprocess;
                     t.infer = timings.infer;
                     t.inferred = true;
                     last_inference_ms = timings.infer.as_secs_f64() * 1e3;
+                    shared.hub.note_inference();
                     shared.health.success(&shared.hub);
                     metrics.inference_seconds.observe(timings.infer.as_secs_f64());
                     stage_preprocess.observe(timings.preprocess.as_secs_f64());

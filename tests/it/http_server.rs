@@ -49,9 +49,14 @@ impl Server {
                 .build()?;
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
-                serve(listener, served, settings, async {
-                    let _ = rx.await;
-                })
+                serve(
+                    listener,
+                    edgevision::hub::Cameras::single(served),
+                    settings,
+                    async {
+                        let _ = rx.await;
+                    },
+                )
                 .await
             })
         });

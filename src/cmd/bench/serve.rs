@@ -45,9 +45,14 @@ impl Served {
         http.max_clients = http.max_clients.max(clients);
         let pipeline = Pipeline::start(rt, settings, hub.clone(), false)?;
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        tokio.spawn(crate::http::serve(listener, hub, http, async move {
-            let _ = stop_rx.await;
-        }));
+        tokio.spawn(crate::http::serve(
+            listener,
+            crate::hub::Cameras::single(hub),
+            http,
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
         Ok(Served {
             pipeline,
             addr,
