@@ -30,6 +30,8 @@ pub struct EncodedFrame {
 /// `/api/events` serve it. `detections` has the shape `detect --json` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct FrameReport {
+    /// The camera's name.
+    pub camera: String,
     pub frame: u64,
     pub timestamp_ms: u64,
     pub width: u32,
@@ -92,9 +94,15 @@ const RATE_WINDOW: usize = 32;
 impl Hub {
     /// The hub of camera `name`, its series in `metrics`.
     pub fn new(name: &str, metrics: &Arc<Metrics>) -> Arc<Self> {
+        Hub::with_ids(name, metrics, Default::default())
+    }
+
+    /// [`Hub::new`], its objects' ids drawn from `ids` (shared by cameras).
+    pub fn with_ids(name: &str, metrics: &Arc<Metrics>, ids: Arc<AtomicU64>) -> Arc<Self> {
         Arc::new(Hub {
             name: name.to_string(),
             metrics: Arc::new(metrics.camera(name)),
+            events: crate::track::bus::EventBus::with_ids(ids),
             frames: watch::channel(None).0,
             reports: watch::channel(None).0,
             ready: AtomicBool::new(false),
@@ -102,7 +110,6 @@ impl Hub {
             inferred: AtomicBool::new(false),
             published: AtomicU64::new(0),
             last_seq: AtomicU64::new(0),
-            events: Default::default(),
             mqtt: std::sync::Mutex::new(None),
             detect: AtomicBool::new(true),
             started: std::time::Instant::now(),
@@ -244,6 +251,8 @@ impl Hub {
 /// A reload adds and removes cameras while clients of the others stay.
 pub struct Cameras {
     list: std::sync::RwLock<Vec<Arc<Hub>>>,
+    /// Object ids, unique across cameras.
+    ids: Arc<AtomicU64>,
     /// The daemon's registry (`/metrics`).
     pub metrics: Arc<Metrics>,
 }
@@ -252,8 +261,14 @@ impl Cameras {
     pub fn new(metrics: Arc<Metrics>) -> Arc<Cameras> {
         Arc::new(Cameras {
             list: Default::default(),
+            ids: Default::default(),
             metrics,
         })
+    }
+
+    /// A hub for camera `name` (not yet listed: see [`Cameras::set`]).
+    pub fn new_hub(&self, name: &str) -> Arc<Hub> {
+        Hub::with_ids(name, &self.metrics, self.ids.clone())
     }
 
     /// A registry of one hub (tests, benchmarks).

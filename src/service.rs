@@ -59,7 +59,7 @@ pub fn run_daemon(
     pipeline::announce(&pool, &metrics);
     let mut running = Vec::with_capacity(settings.cameras.len());
     for cs in settings.cameras {
-        let hub = Hub::new(&cs.camera, &metrics);
+        let hub = cameras.new_hub(&cs.camera);
         running.push(Pipeline::launch(cs, pool.clone(), hub, false)?);
     }
     cameras.set(running.iter().map(|p| p.hub().clone()).collect());
@@ -304,7 +304,7 @@ impl Daemon {
                 .find(|p| p.as_ref().is_some_and(|p| p.settings().camera == name))
                 .and_then(Option::take);
             let Some(mut p) = found else {
-                let hub = Hub::new(&name, &self.cameras.metrics);
+                let hub = self.cameras.new_hub(&name);
                 match self.launch(s, hub) {
                     Ok(p) => {
                         tracing::info!("SIGHUP: camera {name} added");

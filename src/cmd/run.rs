@@ -57,6 +57,25 @@ impl Overrides {
             Some(path) => Config::load(path)?,
             None => Config::default(),
         };
+        if self.source.is_some() && !cfg.cameras.is_empty() {
+            anyhow::bail!("--source: the config has [[camera]] tables; set each camera's source there");
+        }
+        self.apply(&mut cfg);
+        let mut cameras = std::mem::take(&mut cfg.cameras);
+        for cam in &mut cameras {
+            self.apply(cam);
+        }
+        cfg.cameras = cameras;
+        for c in std::iter::once(&cfg).chain(&cfg.cameras) {
+            if let Err((key, message)) = c.validate() {
+                anyhow::bail!("{key}: {message} (from the command line)");
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// The command line's settings, on one camera's config.
+    fn apply(&self, cfg: &mut Config) {
         if let Some(s) = &self.source {
             cfg.source.uri = s.clone();
         }
@@ -90,10 +109,6 @@ impl Overrides {
         if let Some(l) = &cfg.model.labels {
             cfg.model.labels = Some(installed::locate(l));
         }
-        if let Err((key, message)) = cfg.validate() {
-            anyhow::bail!("{key}: {message} (from the command line)");
-        }
-        Ok(cfg)
     }
 }
 
@@ -106,7 +121,24 @@ pub struct RunArgs {
     pub listen: Option<String>,
 }
 
-/// Pipeline settings from a validated config.
+/// Every camera's pipeline settings, in config order.
+pub fn camera_settings(cfg: &Config) -> anyhow::Result<Vec<PipelineSettings>> {
+    let cameras = cfg.camera_configs();
+    let mut out = Vec::with_capacity(cameras.len());
+    for cam in &cameras {
+        let s = pipeline_settings(cam).map_err(|e| {
+            if cfg.cameras.is_empty() {
+                e
+            } else {
+                e.context(format!("camera {:?}", cam.camera_name()))
+            }
+        })?;
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// Pipeline settings from a validated config (one camera's).
 pub fn pipeline_settings(cfg: &Config) -> anyhow::Result<PipelineSettings> {
     let s = &cfg.source;
     let cores = layout::usable_cores();
@@ -258,12 +290,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ),
     }
     tracing::info!("{}", cfg.summary());
-    if let Some(Err(e)) = cfg.source.check_program() {
-        // Like an unplugged camera: retried, so installing it later works.
-        tracing::error!("source.uri: {e}; retrying until it can be started");
+    for cam in cfg.camera_configs() {
+        if let Some(Err(e)) = cam.source.check_program() {
+            // Like an unplugged camera: retried, so installing it later works.
+            tracing::error!(
+                "camera {}: source.uri: {e}; retrying until it can be started",
+                cam.camera_name()
+            );
+        }
     }
     let settings = DaemonSettings {
-        cameras: vec![pipeline_settings(&cfg)?],
+        cameras: camera_settings(&cfg)?,
         http: http_settings(&cfg),
         listen,
     };
@@ -287,7 +324,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                     changed.join(", ")
                 );
             }
-            Ok(vec![pipeline_settings(&new)?])
+            camera_settings(&new)
         });
         f
     });

@@ -25,6 +25,7 @@
 //! there); otherwise it stays as written, so errors show it as written. See
 //! [`Config::resolve_paths`].
 
+mod cameras;
 mod detect;
 mod error;
 mod http;
@@ -89,6 +90,11 @@ pub struct Config {
     pub webhook: Vec<WebhookConfig>,
     /// `[mqtt]`: the broker and Home Assistant discovery.
     pub mqtt: MqttConfig,
+    /// `[[camera]]`: several cameras, as written (see [`Config::cameras`]).
+    pub camera: Vec<toml::Table>,
+    /// Each `[[camera]]` merged over the top level and validated.
+    #[serde(skip)]
+    pub cameras: Vec<Config>,
 }
 
 /// Largest frame side accepted.
@@ -117,6 +123,11 @@ impl Config {
         cfg.source
             .source_uri()
             .map_err(|(key, message)| invalid_at(path, &text, key, message))?;
+        for (i, cam) in cfg.cameras.iter().enumerate() {
+            cam.source.source_uri().map_err(|(key, message)| {
+                cameras::invalid_at(path, &text, i, cam.camera_name(), key, message)
+            })?;
+        }
         Ok(cfg)
     }
 
@@ -126,6 +137,11 @@ impl Config {
         let (cfg, text) = Self::load_text(path)?;
         cfg.check_files()
             .map_err(|(key, message)| invalid_at(path, &text, key, message))?;
+        for (i, cam) in cfg.cameras.iter().enumerate() {
+            cam.check_files().map_err(|(key, message)| {
+                cameras::invalid_at(path, &text, i, cam.camera_name(), key, message)
+            })?;
+        }
         Ok(cfg)
     }
 
@@ -158,7 +174,7 @@ impl Config {
                 });
             }
         };
-        let cfg: Config = toml::from_str(text).map_err(|e| deserialize_error(&e, text, &keys, path))?;
+        let mut cfg: Config = toml::from_str(text).map_err(|e| deserialize_error(&e, text, &keys, path))?;
         cfg.validate().map_err(|(key, message)| {
             let line = keys.span_of(&key).map(|s| line_of(text, s.start));
             ConfigError::Invalid {
@@ -168,6 +184,7 @@ impl Config {
                 message,
             }
         })?;
+        cfg.cameras = cameras::expand(&cfg, text, &keys, path)?;
         Ok(cfg)
     }
 
@@ -320,19 +337,23 @@ impl Config {
             &self.events,
             &self.webhook,
         )?;
-        if !self.name.is_empty()
-            && (self.name.len() > 64
-                || !self
-                    .name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
-        {
+        if !self.name.is_empty() && !cameras::valid_name(&self.name) {
             return err(
                 "name",
                 format!("{:?}: 1 to 64 letters, digits, '_' or '-'", self.name),
             );
         }
         self.mqtt.validate()
+    }
+
+    /// The cameras to run: each `[[camera]]`, or this config as the only
+    /// one.
+    pub fn camera_configs(&self) -> Vec<Config> {
+        if self.cameras.is_empty() {
+            vec![self.clone()]
+        } else {
+            self.cameras.clone()
+        }
     }
 
     /// The camera's name (`name`, or `default`).
@@ -441,6 +462,9 @@ impl Config {
                 *p = alt;
             }
         };
+        for cam in &mut self.cameras {
+            cam.resolve_paths(base);
+        }
         resolve(&mut self.model.path);
         if let Some(labels) = &mut self.model.labels {
             resolve(labels);
@@ -501,8 +525,31 @@ impl Config {
         }
     }
 
-    /// One line for logs and `check-config`: source, model, listen address.
+    /// One line for logs and `check-config`: source (each camera's), model,
+    /// listen address.
     pub fn summary(&self) -> String {
+        if self.cameras.is_empty() {
+            return self.camera_summary();
+        }
+        let cams: Vec<String> = self
+            .cameras
+            .iter()
+            .map(|c| format!("{} ({})", c.camera_name(), c.source_summary()))
+            .collect();
+        format!(
+            "{} cameras: {}; {}",
+            cams.len(),
+            cams.join(", "),
+            self.shared_summary()
+        )
+    }
+
+    fn camera_summary(&self) -> String {
+        format!("source {}, {}", self.source_summary(), self.shared_summary())
+    }
+
+    /// `URI SIZE@FPSfps`, credentials redacted.
+    fn source_summary(&self) -> String {
         let s = &self.source;
         let size = if s.width == 0 {
             "native".to_string()
@@ -514,9 +561,13 @@ impl Config {
         } else {
             format!("{}", s.fps)
         };
+        format!("{} {size}@{fps}fps", crate::capture::http::redact(&s.uri))
+    }
+
+    /// The model, labels, listen address and auth.
+    fn shared_summary(&self) -> String {
         format!(
-            "source {} {size}@{fps}fps, model {}, labels {}, listen {}, auth {}",
-            crate::capture::http::redact(&s.uri),
+            "model {}, labels {}, listen {}, auth {}",
             self.model.path.display(),
             self.detector_settings()
                 .labels

@@ -311,7 +311,11 @@ impl Pipeline {
         // unprocessed frames.
         let pull = opts.fps == 0.0 && !settings.source.is_live();
         let name = &settings.camera;
+        // Log lines name the camera when there are (or may be) several.
+        let span = || (name != "default").then(|| tracing::info_span!("camera", name = %name));
+        let cap_span = span();
         pipeline.spawn(format!("capture-{name}"), move || {
+            let _span = cap_span.as_ref().map(|s| s.enter());
             capture::set_cancel(cap_shared.stop.clone());
             slot::capture_loop(source, opts, pull, workers > 1, cap_shared)
         })?;
@@ -324,7 +328,9 @@ impl Pipeline {
             let ws = worker_settings.clone();
             let (p, cam) = (pool.clone(), pipeline.camera);
             let filter = settings.detector.filter.clone();
+            let worker_span = span();
             pipeline.spawn(format!("worker-{name}-{i}"), move || {
+                let _span = worker_span.as_ref().map(|s| s.enter());
                 worker::run(p, cam, filter, ws, sh)
             })?;
         }

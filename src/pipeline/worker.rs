@@ -250,6 +250,7 @@ pub(crate) fn run(
                 timestamp_ms: c.timestamp_ms,
             });
             shared.hub.publish_report(FrameReport {
+                camera: shared.hub.name.clone(),
                 frame: c.seq,
                 timestamp_ms: c.timestamp_ms,
                 width: sw,

@@ -43,8 +43,16 @@ pub struct EventBus {
 
 impl Default for EventBus {
     fn default() -> Self {
+        EventBus::with_ids(Arc::new(AtomicU64::new(0)))
+    }
+}
+
+impl EventBus {
+    /// A bus whose objects draw their ids from `ids`: cameras sharing one
+    /// counter never give two objects the same id.
+    pub fn with_ids(ids: Arc<AtomicU64>) -> Self {
         EventBus {
-            next_id: Arc::new(AtomicU64::new(0)),
+            next_id: ids,
             live: broadcast::channel(LIVE_BACKLOG).0,
             objects: Mutex::new(Arc::new(Vec::new())),
             recent: Mutex::new(VecDeque::new()),
@@ -55,9 +63,7 @@ impl Default for EventBus {
             sinks: Mutex::new(Sinks::default()),
         }
     }
-}
 
-impl EventBus {
     /// The id counter trackers draw from.
     pub fn id_counter(&self) -> Arc<AtomicU64> {
         self.next_id.clone()
@@ -118,7 +124,9 @@ impl EventBus {
         }
         let sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
         for ev in events {
-            let ev = Arc::new(ev.clone());
+            let mut ev = ev.clone();
+            ev.camera.clone_from(&metrics.camera);
+            let ev = Arc::new(ev);
             metrics.object_event(ev.kind.as_str(), &ev.object.label).inc();
             if ev.kind == EventType::End {
                 let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());

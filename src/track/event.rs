@@ -98,6 +98,8 @@ pub struct ObjectInfo {
 pub struct ObjectEvent {
     #[serde(rename = "type")]
     pub kind: EventType,
+    /// The camera that saw it (set as the event is published).
+    pub camera: String,
     /// For `update` events: why.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub reason: Option<Reason>,
@@ -111,6 +113,7 @@ mod tests {
     #[test]
     fn events_serialize_with_their_reason_beside_the_type() {
         let ev = ObjectEvent {
+            camera: String::new(),
             kind: EventType::Update,
             reason: Some(Reason::LineCrossed {
                 line: "gate".into(),
@@ -139,6 +142,7 @@ mod tests {
         assert_eq!(v["object"]["box"][3], 4.0);
         assert_eq!(v["object"]["end_ms"], serde_json::Value::Null);
         let new = ObjectEvent {
+            camera: String::new(),
             kind: EventType::New,
             reason: None,
             ..ev

@@ -307,6 +307,7 @@ impl ObjectTracker {
         info.end_ms = Some(t.motion.last_ms);
         info.zones.clear();
         out.events.push(ObjectEvent {
+            camera: String::new(),
             kind: EventType::End,
             reason: None,
             object: info,
@@ -392,6 +393,7 @@ impl ObjectTracker {
         let t = &self.tracks[ti];
         if t.id != 0 {
             out.events.push(ObjectEvent {
+                camera: String::new(),
                 kind: EventType::Update,
                 reason: Some(reason),
                 object: self.info(t),
@@ -473,6 +475,7 @@ impl ObjectTracker {
             self.take_snapshot(ti, score, now_ms, out);
         }
         out.events.push(ObjectEvent {
+            camera: String::new(),
             kind: EventType::New,
             reason: None,
             object: self.info(&self.tracks[ti]),

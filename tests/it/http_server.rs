@@ -149,6 +149,7 @@ fn publish(hub: &Hub, seq: u64, jpeg: Bytes, width: u32, height: u32) {
         timestamp_ms,
     });
     hub.publish_report(FrameReport {
+        camera: "default".into(),
         frame: seq,
         timestamp_ms,
         width,
