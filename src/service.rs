@@ -94,15 +94,15 @@ pub fn run_daemon(
         if let Some(interval) = watchdog {
             tracing::info!("systemd watchdog: {interval:?}, pinged while frames flow");
         }
-        daemon.run_until_signal(watchdog).await;
+        let ended = daemon.run_until_signal(watchdog).await;
         tracing::info!("shutting down");
         daemon.notify("STOPPING=1\nSTATUS=stopping");
         let _ = stop_tx.send(());
         // Streams are endless: give the server a moment, then stop anyway.
         match tokio::time::timeout(Duration::from_millis(1500), server).await {
-            Ok(Ok(r)) => r.context("HTTP server failed"),
+            Ok(Ok(r)) => r.context("HTTP server failed").map(|()| ended),
             Ok(Err(e)) => Err(anyhow::anyhow!("HTTP server task failed: {e}")),
-            Err(_) => Ok(()),
+            Err(_) => Ok(ended),
         }
     });
     tokio.shutdown_timeout(Duration::from_millis(200));
@@ -117,12 +117,14 @@ pub fn run_daemon(
         // After the pipeline: its objects' end events go out, then "offline".
         crate::mqtt::stop(&hub);
     }
-    // Every camera's source can never work: exit with an error so that
-    // systemd (Restart=on-failure) and the operator see it.
-    if !fatal.is_empty() {
+    // The cameras have all ended, some because their source can never
+    // work: exit with an error so that systemd (Restart=on-failure) and the
+    // operator see it.
+    let ended = result?;
+    if ended && !fatal.is_empty() {
         anyhow::bail!("the source cannot work: {}", fatal.join("; "));
     }
-    result
+    Ok(())
 }
 
 /// The running parts the signal loop changes.
@@ -191,7 +193,9 @@ impl Daemon {
         }
     }
 
-    async fn run_until_signal(&mut self, watchdog: Option<Duration>) {
+    /// Runs until a stop signal (false) or until every camera has ended
+    /// (true).
+    async fn run_until_signal(&mut self, watchdog: Option<Duration>) -> bool {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
             signal(SignalKind::terminate()),
@@ -199,7 +203,8 @@ impl Daemon {
             signal(SignalKind::hangup()),
         ) else {
             tracing::error!("cannot install signal handlers; stop with SIGKILL");
-            return std::future::pending().await;
+            std::future::pending::<()>().await;
+            return false;
         };
         let mut check = tokio::time::interval(Duration::from_millis(250));
         let mut status_tick = tokio::time::interval(STATUS_EVERY);
@@ -214,8 +219,8 @@ impl Daemon {
         let mut ended = std::collections::HashSet::new();
         loop {
             tokio::select! {
-                _ = term.recv() => return,
-                _ = int.recv() => return,
+                _ = term.recv() => return false,
+                _ = int.recv() => return false,
                 _ = hup.recv() => self.reload(),
                 _ = status_tick.tick() => self.notify(&status(&self.cameras)),
                 _ = watchdog_tick.tick(), if watchdog.is_some() => {
@@ -248,7 +253,7 @@ impl Daemon {
                         if self.pipelines.iter().all(|p| p.fatal().is_none()) {
                             tracing::warn!("the pipeline ended (source finished); stopping");
                         }
-                        return;
+                        return true;
                     }
                 }
             }

@@ -92,6 +92,8 @@ pub(crate) struct Shared {
     /// The tracker, fed by whichever worker has the newest inference.
     pub tracking: Mutex<Tracking>,
     pub last_published: AtomicU64,
+    /// Frames processed per second, whichever worker processed them.
+    pub fps: Mutex<slot::FpsMeter>,
     pub processed: AtomicU64,
     pub frame_limit: Option<u64>,
     pub timings: Option<Mutex<Vec<FrameTiming>>>,
@@ -122,6 +124,7 @@ impl Shared {
                 out: Default::default(),
             }),
             last_published: AtomicU64::new(0),
+            fps: Mutex::new(slot::FpsMeter::new()),
             processed: AtomicU64::new(0),
             frame_limit: settings.frame_limit,
             timings: keep_timings.then(|| Mutex::new(Vec::new())),

@@ -10,7 +10,6 @@ use image::RgbImage;
 
 use super::encode::JpegEncoder;
 use super::pool::{CameraId, InferencePool};
-use super::slot::FpsMeter;
 use super::{FrameTiming, PipelineSettings, Shared};
 use crate::annotate::{draw_objects, draw_text_block, label_color, AnnotateStyle};
 use crate::config::Annotate;
@@ -87,7 +86,6 @@ pub(crate) fn run(
     let mut dets: Vec<Detection> = Vec::with_capacity(64);
     let mut ids: Vec<Option<u64>> = Vec::with_capacity(64);
     let tracking = kind == ModelKind::Detector;
-    let mut fps = FpsMeter::new();
     let mut live_gen = 0u64;
     let mut overlay_text = String::with_capacity(64);
     let mut last_inference_ms = 0.0f64;
@@ -201,11 +199,15 @@ pub(crate) fn run(
         }
         // Only camera frames count: the no-signal frames published twice a
         // second while the source is down are not processing.
-        let fps_now = if c.signal {
-            fps.tick()
-        } else {
-            fps.reset();
-            0.0
+        // One meter per camera, not per worker: workers take turns.
+        let fps_now = {
+            let mut fps = shared.fps.lock().unwrap_or_else(|e| e.into_inner());
+            if c.signal {
+                fps.tick()
+            } else {
+                fps.reset();
+                0.0
+            }
         };
         if ws.overlay && c.signal && ws.annotate != Annotate::Client {
             use std::fmt::Write;

@@ -8,6 +8,7 @@
 mod common;
 
 mod browser;
+mod cameras;
 mod classifier;
 mod cli_detect;
 mod client_annotate;

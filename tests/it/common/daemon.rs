@@ -146,11 +146,16 @@ pub fn start_until_dog(config: &str) -> Daemon {
 /// GET /stream.mjpg, checked to be a multipart stream; read its parts with
 /// [`Mjpeg::next_part`].
 pub fn open_stream(addr: &str, timeout: Duration) -> Mjpeg {
+    open_stream_at(addr, "/stream.mjpg", timeout)
+}
+
+/// [`open_stream`] for another path (a camera's: `/cameras/NAME/stream.mjpg`).
+pub fn open_stream_at(addr: &str, path: &str, timeout: Duration) -> Mjpeg {
     let resp = reqwest::blocking::Client::builder()
         .timeout(timeout)
         .build()
         .unwrap()
-        .get(format!("http://{addr}/stream.mjpg"))
+        .get(format!("http://{addr}{path}"))
         .send()
         .expect("stream request");
     assert_eq!(resp.status().as_u16(), 200);
