@@ -54,3 +54,6 @@ pub fn quantize(
     rewrite::rewrite(m, plan, ranges, io, bias_correction, &mut summary);
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests;
