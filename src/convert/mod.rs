@@ -2,11 +2,14 @@
 //!
 //! * [`model_io`]: bytes <-> owned flatbuffer tree, external buffers kept.
 //! * [`graph`]: small edits shared by the modes (op codes, constants, folding).
+//! * [`build`]: hand-built one-subgraph models, for tests.
 //! * [`fp16`]: `float16` mode; [`dynamic`]: `dynamic` mode;
 //!   [`dequantize`]: `float32` mode; [`int8`]: full-integer mode with
 //!   ranges from [`calibrate`] (the real LiteRT runtime).
 //! * [`report`]: sizes, op counts, SQNR/cosine, detection agreement.
 
+#[doc(hidden)]
+pub mod build;
 pub mod calibrate;
 pub mod dequantize;
 pub mod dynamic;

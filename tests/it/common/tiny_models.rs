@@ -1,5 +1,5 @@
 //! Tiny but real `.tflite` models that the tests build themselves with the
-//! flatbuffer object API (`edgevision::tflite::schema`), so classifier
+//! library's graph builder (`edgevision::convert::build`), so classifier
 //! decoding can be tested through the real LiteRT runtime without shipping
 //! a classifier.
 //!
@@ -23,9 +23,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use edgevision::convert::build::{self, f32_bytes as le_f32, i32_bytes as le_i32, GraphBuilder};
 use edgevision::tflite::schema::{
-    BufferT, BuiltinOperator, BuiltinOptionsT, GatherOptionsT, ModelT, OperatorCodeT, OperatorT,
-    QuantizationParametersT, ReducerOptionsT, SoftmaxOptionsT, SubGraphT, TensorT, TensorType,
+    BuiltinOperator, BuiltinOptionsT, GatherOptionsT, ReducerOptionsT, SoftmaxOptionsT, TensorType,
 };
 
 /// Class names in output order.
@@ -92,110 +92,6 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
     e.iter().map(|v| (v / sum) as f32).collect()
 }
 
-/// Accumulates tensors, constant buffers, opcodes and operators of one subgraph.
-struct Graph {
-    tensors: Vec<TensorT>,
-    buffers: Vec<BufferT>,
-    opcodes: Vec<OperatorCodeT>,
-    operators: Vec<OperatorT>,
-}
-
-impl Graph {
-    fn new() -> Self {
-        // Buffer 0 is the empty sentinel every non-constant tensor points at.
-        Graph {
-            tensors: Vec::new(),
-            buffers: vec![BufferT::default()],
-            opcodes: Vec::new(),
-            operators: Vec::new(),
-        }
-    }
-
-    /// Adds a tensor; `data` (little-endian bytes) makes it a constant.
-    fn tensor(
-        &mut self,
-        name: &str,
-        shape: &[i32],
-        ty: TensorType,
-        quant: Option<(f32, i64)>,
-        data: Option<Vec<u8>>,
-    ) -> i32 {
-        let buffer = match data {
-            Some(bytes) => {
-                let mut b = BufferT::default();
-                b.data = Some(bytes);
-                self.buffers.push(b);
-                (self.buffers.len() - 1) as u32
-            }
-            None => 0,
-        };
-        let mut t = TensorT::default();
-        t.name = Some(name.to_string());
-        t.shape = Some(shape.to_vec());
-        t.type_ = ty;
-        t.buffer = buffer;
-        t.has_rank = true;
-        t.quantization = quant.map(|(scale, zero_point)| {
-            let mut q = QuantizationParametersT::default();
-            q.scale = Some(vec![scale]);
-            q.zero_point = Some(vec![zero_point]);
-            Box::new(q)
-        });
-        self.tensors.push(t);
-        (self.tensors.len() - 1) as i32
-    }
-
-    /// Index of the opcode for a builtin op, added on first use.
-    fn opcode(&mut self, op: BuiltinOperator) -> u32 {
-        if let Some(i) = self.opcodes.iter().position(|c| c.builtin_code == op) {
-            return i as u32;
-        }
-        let mut code = OperatorCodeT::default();
-        code.builtin_code = op;
-        // Readers of old files look only at the deprecated i8 field.
-        code.deprecated_builtin_code = op.0.min(127) as i8;
-        code.version = 1;
-        self.opcodes.push(code);
-        (self.opcodes.len() - 1) as u32
-    }
-
-    fn op(&mut self, code: BuiltinOperator, inputs: &[i32], output: i32, options: BuiltinOptionsT) {
-        let mut op = OperatorT::default();
-        op.opcode_index = self.opcode(code);
-        op.inputs = Some(inputs.to_vec());
-        op.outputs = Some(vec![output]);
-        op.builtin_options = options;
-        self.operators.push(op);
-    }
-
-    fn finish(self, input: i32, output: i32, description: &str) -> Vec<u8> {
-        let mut sg = SubGraphT::default();
-        sg.tensors = Some(self.tensors);
-        sg.inputs = Some(vec![input]);
-        sg.outputs = Some(vec![output]);
-        sg.operators = Some(self.operators);
-        sg.name = Some("main".into());
-        let mut model = ModelT::default();
-        model.version = 3;
-        model.description = Some(description.into());
-        model.operator_codes = Some(self.opcodes);
-        model.subgraphs = Some(vec![sg]);
-        model.buffers = Some(self.buffers);
-        let mut fbb = flatbuffers::FlatBufferBuilder::new();
-        let root = model.pack(&mut fbb);
-        fbb.finish(root, Some("TFL3"));
-        fbb.finished_data().to_vec()
-    }
-}
-
-fn le_f32(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn le_i32(v: &[i32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
 fn mean_options() -> BuiltinOptionsT {
     let mut o = ReducerOptionsT::default();
     o.keep_dims = false;
@@ -215,7 +111,7 @@ fn softmax_options() -> BuiltinOptionsT {
 /// Builds the colour classifier as `.tflite` bytes.
 pub fn build_colour_classifier(variant: Variant) -> Vec<u8> {
     let c = NUM_CLASSES as i32;
-    let mut g = Graph::new();
+    let mut g = GraphBuilder::new();
     let axes = g.tensor("axes", &[2], TensorType::INT32, None, Some(le_i32(&[1, 2])));
     let (input, output) = match variant {
         Variant::FloatLogits | Variant::FloatSoftmax => {
@@ -280,11 +176,11 @@ pub fn build_colour_classifier(variant: Variant) -> Vec<u8> {
             (input, probs)
         }
     };
-    g.finish(
-        input,
-        output,
+    build::to_bytes(&g.finish(
+        &[input],
+        &[output],
         &format!("edgevision test colour classifier ({})", variant.tag()),
-    )
+    ))
 }
 
 /// A classifier that loads but fails on every inference: the colour
@@ -293,7 +189,7 @@ pub fn build_colour_classifier(variant: Variant) -> Vec<u8> {
 /// gather indices when the op runs, not when the model is prepared.
 pub fn build_failing_classifier() -> Vec<u8> {
     let f32t = TensorType::FLOAT32;
-    let mut g = Graph::new();
+    let mut g = GraphBuilder::new();
     let axes = g.tensor("axes", &[2], TensorType::INT32, None, Some(le_i32(&[1, 2])));
     let input = g.tensor("image", &[1, SIDE, SIDE, 3], f32t, None, None);
     let mean = g.tensor("mean_colour", &[1, 3], f32t, None, None);
@@ -314,11 +210,11 @@ pub fn build_failing_classifier() -> Vec<u8> {
         scores,
         BuiltinOptionsT::GatherOptions(Box::new(gather)),
     );
-    g.finish(
-        input,
-        scores,
+    build::to_bytes(&g.finish(
+        &[input],
+        &[scores],
         "edgevision test classifier failing at every inference",
-    )
+    ))
 }
 
 /// A file removed when dropped.
