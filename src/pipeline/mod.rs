@@ -280,7 +280,6 @@ impl Pipeline {
         );
         hub.events
             .set_geometry(&settings.tracking.zones, &settings.tracking.lines);
-        crate::mqtt::configure(&hub, settings.mqtt.clone());
         hub.set_source(&settings.source.to_string());
         let shared = Arc::new(Shared::new(hub, &settings, keep_timings));
         // A new pipeline (new model, maybe) starts healthy, and ready once
@@ -423,7 +422,6 @@ impl Pipeline {
             &hub.metrics,
         );
         hub.events.set_geometry(&new.tracking.zones, &new.tracking.lines);
-        crate::mqtt::configure(hub, new.mqtt.clone());
         self.shared.live_generation.fetch_add(1, Ordering::SeqCst);
         let s = &mut self.settings;
         s.detector.filter = new.detector.filter.clone();
