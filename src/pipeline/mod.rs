@@ -60,7 +60,9 @@ pub struct PipelineSettings {
     pub webhooks: Vec<crate::track::webhook::WebhookSettings>,
     /// Ended events `/api/events/recent` keeps.
     pub recent_events: usize,
-    /// The MQTT broker, if any.
+    /// The MQTT broker and this camera's topics, if any: the service hands
+    /// every camera's to the daemon's one client ([`crate::mqtt::configure`]);
+    /// the pipeline itself publishes nothing there.
     pub mqtt: Option<crate::mqtt::MqttSettings>,
 }
 
