@@ -78,7 +78,11 @@ pub fn same_broker(a: &MqttSettings, b: &MqttSettings) -> bool {
 pub fn configure(cameras: &Cameras, settings: &[MqttSettings]) {
     let mut slot = cameras.mqtt.lock().unwrap_or_else(|e| e.into_inner());
     let Some(first) = settings.first() else {
-        slot.take();
+        if slot.take().is_some() {
+            tracing::info!(
+                "mqtt: no broker configured any more: disconnected, detection on for every camera"
+            );
+        }
         // Nothing can switch detection back on without MQTT.
         for hub in cameras.all() {
             hub.set_detect_enabled(true);
