@@ -11,7 +11,8 @@
 //! camera in the hall), which only works per device; the daemon's own
 //! figures (fps, inference time) stay on the daemon's device. Adding a
 //! second camera moves the first one's entities to its new device; their
-//! `unique_id`s do not change, so Home Assistant keeps them as they are.
+//! `unique_id`s do not change, so Home Assistant updates the same entities
+//! rather than making new ones.
 
 use serde_json::{json, Value};
 
