@@ -75,8 +75,6 @@ pub struct Hub {
     pub metrics: Arc<CameraMetrics>,
     /// Tracked objects and their events.
     pub events: crate::track::bus::EventBus,
-    /// The MQTT client, when `[mqtt]` names a broker.
-    pub mqtt: std::sync::Mutex<Option<crate::mqtt::Mqtt>>,
     /// Inference on (the default) or paused by MQTT's detect switch.
     detect: AtomicBool,
     started: std::time::Instant,
@@ -110,7 +108,6 @@ impl Hub {
             inferred: AtomicBool::new(false),
             published: AtomicU64::new(0),
             last_seq: AtomicU64::new(0),
-            mqtt: std::sync::Mutex::new(None),
             detect: AtomicBool::new(true),
             started: std::time::Instant::now(),
             source: Default::default(),
@@ -255,6 +252,9 @@ pub struct Cameras {
     ids: Arc<AtomicU64>,
     /// The daemon's registry (`/metrics`).
     pub metrics: Arc<Metrics>,
+    /// The daemon's one MQTT client, serving every camera, when `[mqtt]`
+    /// names a broker (see [`crate::mqtt::configure`]).
+    pub mqtt: std::sync::Mutex<Option<crate::mqtt::Mqtt>>,
 }
 
 impl Cameras {
@@ -263,6 +263,7 @@ impl Cameras {
             list: Default::default(),
             ids: Default::default(),
             metrics,
+            mqtt: Default::default(),
         })
     }
 

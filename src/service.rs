@@ -57,12 +57,14 @@ pub fn run_daemon(
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let pool = Arc::new(pipeline::load_pool(rt, &settings.cameras)?);
     pipeline::announce(&pool, &metrics);
+    let mqtt = mqtt_settings(&settings.cameras);
     let mut running = Vec::with_capacity(settings.cameras.len());
     for cs in settings.cameras {
         let hub = cameras.new_hub(&cs.camera);
         running.push(Pipeline::launch(cs, pool.clone(), hub, false)?);
     }
     cameras.set(running.iter().map(|p| p.hub().clone()).collect());
+    crate::mqtt::configure(&cameras, &mqtt);
     let addr = listener.local_addr().unwrap_or(settings.listen);
     tracing::info!(
         "serving on http://{addr}/ ({} camera{}, model {})",
@@ -112,11 +114,10 @@ pub fn run_daemon(
         .filter_map(|p| p.fatal().map(|r| format!("camera {}: {r}", p.settings().camera)))
         .collect();
     for p in daemon.pipelines.drain(..) {
-        let hub = p.hub().clone();
         drop(p.stop());
-        // After the pipeline: its objects' end events go out, then "offline".
-        crate::mqtt::stop(&hub);
     }
+    // After the pipelines: their objects' end events go out, then "offline".
+    crate::mqtt::stop(&cameras);
     // The cameras have all ended, some because their source can never
     // work: exit with an error so that systemd (Restart=on-failure) and the
     // operator see it.
@@ -298,6 +299,7 @@ impl Daemon {
             self.pool = Arc::new(pool);
             restart_all = true;
         }
+        let mqtt = mqtt_settings(&new);
         let mut old: Vec<Option<Pipeline>> = std::mem::take(&mut self.pipelines)
             .into_iter()
             .map(Some)
@@ -359,6 +361,9 @@ impl Daemon {
         }
         self.cameras
             .set(self.pipelines.iter().map(|p| p.hub().clone()).collect());
+        // The one MQTT client follows: cameras added and removed on its
+        // connection, a new connection only when the broker settings changed.
+        tokio::task::block_in_place(|| crate::mqtt::configure(&self.cameras, &mqtt));
         if self.pipelines.is_empty() {
             anyhow::bail!("no camera is running");
         }
@@ -373,10 +378,15 @@ impl Daemon {
     }
 }
 
-/// Lets a removed camera go: its pictures' writer and webhooks stop, MQTT
-/// says goodbye, and its series leave `/metrics`.
+/// Lets a removed camera go: its pictures' writer and webhooks stop and its
+/// series leave `/metrics` (MQTT clears its topics once
+/// [`crate::mqtt::configure`] is told the new list).
 fn retire(hub: &Hub) {
     hub.events.configure(None, &[], 1, &hub.metrics);
-    crate::mqtt::stop(hub);
     hub.metrics.all.remove_camera(&hub.name);
+}
+
+/// Each camera's MQTT settings, in config order (empty without `[mqtt]`).
+fn mqtt_settings(cameras: &[PipelineSettings]) -> Vec<crate::mqtt::MqttSettings> {
+    cameras.iter().filter_map(|c| c.mqtt.clone()).collect()
 }

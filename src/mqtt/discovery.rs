@@ -1,7 +1,18 @@
 //! Home Assistant MQTT discovery: one retained config per entity under
-//! `<discovery_prefix>/<component>/<node>/<object>/config`, all on one
-//! device per daemon, each with the availability topic. Ids are built
-//! from names only, so they are stable across restarts.
+//! `<discovery_prefix>/<component>/<node>/<object>/config`, `<node>` being
+//! the daemon's `client_id`, each with the daemon's availability topic.
+//! Ids are built from names only (the camera's among them, so they are
+//! unique across cameras), so they are stable across restarts.
+//!
+//! Devices: with one camera every entity is on one device, the daemon's,
+//! as it always was. With several, each camera is a device of its own
+//! (linked to the daemon's with `via_device`), the way Frigate shows its
+//! cameras: Home Assistant users put each camera in its own area (the door
+//! camera in the hall), which only works per device; the daemon's own
+//! figures (fps, inference time) stay on the daemon's device. Adding a
+//! second camera moves the first one's entities to its new device; their
+//! `unique_id`s do not change, so Home Assistant updates the same entities
+//! rather than making new ones.
 
 use serde_json::{json, Value};
 
@@ -21,30 +32,84 @@ pub fn slug(s: &str) -> String {
     out.trim_matches('_').to_string()
 }
 
-/// `(topic, payload)` of every discovery config for these settings.
-pub fn configs(s: &MqttSettings, topics: &Topics) -> Vec<(String, String)> {
-    let snapshots = s.snapshots;
-    let node = slug(&s.client_id);
-    let cam = topics.camera();
-    let cam_slug = slug(cam);
-    let device = json!({
-        "identifiers": [node],
+/// The daemon's device.
+fn daemon_device(s: &MqttSettings) -> Value {
+    json!({
+        "identifiers": [slug(&s.client_id)],
         "name": format!("edgevision {}", s.client_id),
         "manufacturer": "edgevision",
         "model": "edgevision",
         "sw_version": env!("CARGO_PKG_VERSION"),
-    });
-    let avail = topics.available();
+    })
+}
+
+/// A camera's own device, shown under the daemon's.
+fn camera_device(s: &MqttSettings, camera: &str) -> Value {
+    let node = slug(&s.client_id);
+    json!({
+        "identifiers": [format!("{node}_{}", slug(camera))],
+        "name": camera,
+        "manufacturer": "edgevision",
+        "model": "edgevision camera",
+        "sw_version": env!("CARGO_PKG_VERSION"),
+        "via_device": node,
+    })
+}
+
+/// `(topic, payload)` of every discovery config: `broker` gives the
+/// daemon's parts (`client_id`, prefixes), `cameras` one entry per camera.
+pub fn configs(broker: &MqttSettings, cameras: &[MqttSettings]) -> Vec<(String, String)> {
+    let node = slug(&broker.client_id);
+    let daemon = Topics::new(&broker.topic_prefix, "");
+    let avail = daemon.available();
     let mut out = Vec::new();
-    let mut add = |component: &str, object: String, mut cfg: Value| {
+    let mut add = |component: &str, object: String, device: &Value, mut cfg: Value| {
         let unique = format!("{node}_{object}");
         cfg["unique_id"] = unique.clone().into();
         cfg["object_id"] = unique.into();
         cfg["availability_topic"] = avail.clone().into();
         cfg["device"] = device.clone();
-        let topic = format!("{}/{component}/{node}/{object}/config", s.discovery_prefix);
+        let topic = format!("{}/{component}/{node}/{object}/config", broker.discovery_prefix);
         out.push((topic, cfg.to_string()));
     };
+    let own_devices = cameras.len() > 1;
+    for s in cameras {
+        let topics = Topics::new(&broker.topic_prefix, &s.camera);
+        let device = if own_devices {
+            camera_device(broker, &s.camera)
+        } else {
+            daemon_device(broker)
+        };
+        camera_configs(s, &topics, &device, &mut add);
+    }
+    let device = daemon_device(broker);
+    for (key, name, unit) in [("fps", "fps", "fps"), ("inference_ms", "inference time", "ms")] {
+        add(
+            "sensor",
+            slug(key),
+            &device,
+            json!({
+                "name": name,
+                "state_topic": daemon.stats(),
+                "value_template": format!("{{{{ value_json.{key} }}}}"),
+                "unit_of_measurement": unit,
+                "state_class": "measurement",
+                "entity_category": "diagnostic",
+            }),
+        );
+    }
+    out
+}
+
+/// One camera's entities: per label and zone, its pictures, its switch.
+fn camera_configs(
+    s: &MqttSettings,
+    topics: &Topics,
+    device: &Value,
+    add: &mut impl FnMut(&str, String, &Value, Value),
+) {
+    let cam = topics.camera();
+    let cam_slug = slug(cam);
     let occupied = "{{ 'ON' if (value | int(0)) > 0 else 'OFF' }}";
     let mut places: Vec<(Option<&str>, &str)> = s.labels.iter().map(|l| (None, l.as_str())).collect();
     for (zone, labels) in &s.zones {
@@ -67,6 +132,7 @@ pub fn configs(s: &MqttSettings, topics: &Topics) -> Vec<(String, String)> {
         add(
             "binary_sensor",
             format!("{object}_detected"),
+            device,
             json!({
                 "name": format!("{name} detected"),
                 "state_topic": state,
@@ -77,6 +143,7 @@ pub fn configs(s: &MqttSettings, topics: &Topics) -> Vec<(String, String)> {
         add(
             "sensor",
             format!("{object}_count"),
+            device,
             json!({
                 "name": format!("{name} count"),
                 "state_topic": state,
@@ -84,10 +151,11 @@ pub fn configs(s: &MqttSettings, topics: &Topics) -> Vec<(String, String)> {
                 "icon": "mdi:counter",
             }),
         );
-        if snapshots && zone.is_none() {
+        if s.snapshots && zone.is_none() {
             add(
                 "image",
                 format!("{object}_snapshot"),
+                device,
                 json!({
                     "name": format!("{name} snapshot"),
                     "image_topic": topics.snapshot(label),
@@ -99,6 +167,7 @@ pub fn configs(s: &MqttSettings, topics: &Topics) -> Vec<(String, String)> {
     add(
         "switch",
         format!("{cam_slug}_detect"),
+        device,
         json!({
             "name": format!("{cam} detect"),
             "command_topic": topics.detect_set(),
@@ -108,21 +177,6 @@ pub fn configs(s: &MqttSettings, topics: &Topics) -> Vec<(String, String)> {
             "icon": "mdi:motion-sensor",
         }),
     );
-    for (key, name, unit) in [("fps", "fps", "fps"), ("inference_ms", "inference time", "ms")] {
-        add(
-            "sensor",
-            slug(key),
-            json!({
-                "name": name,
-                "state_topic": topics.stats(),
-                "value_template": format!("{{{{ value_json.{key} }}}}"),
-                "unit_of_measurement": unit,
-                "state_class": "measurement",
-                "entity_category": "diagnostic",
-            }),
-        );
-    }
-    out
 }
 
 #[cfg(test)]
@@ -154,8 +208,7 @@ mod tests {
     #[test]
     fn every_entity_has_a_stable_id_the_device_and_availability() {
         let s = settings();
-        let t = Topics::new("edgevision", "default");
-        let cfgs = configs(&s, &t);
+        let cfgs = configs(&s, std::slice::from_ref(&s));
         let topics: Vec<&str> = cfgs.iter().map(|(t, _)| t.as_str()).collect();
         assert!(
             topics.contains(&"homeassistant/binary_sensor/edgevision_pi_5/default_person_detected/config")
@@ -177,7 +230,7 @@ mod tests {
             assert_eq!(v["unique_id"], format!("edgevision_pi_5_{object}"));
         }
         // The same settings give the same configs: ids survive restarts.
-        assert_eq!(cfgs, configs(&s, &t));
+        assert_eq!(cfgs, configs(&s, std::slice::from_ref(&s)));
         let porch: Value = serde_json::from_str(
             &cfgs
                 .iter()
@@ -188,15 +241,62 @@ mod tests {
         .unwrap();
         assert_eq!(porch["state_topic"], "edgevision/default/porch/person");
         assert_eq!(porch["device_class"], "occupancy");
-        assert!(configs(
-            &MqttSettings {
-                snapshots: false,
-                ..s.clone()
-            },
-            &t
-        )
-        .iter()
-        .all(|(t, _)| !t.contains("/image/")));
+        let no_pictures = MqttSettings {
+            snapshots: false,
+            ..s.clone()
+        };
+        assert!(configs(&s, &[no_pictures])
+            .iter()
+            .all(|(t, _)| !t.contains("/image/")));
+    }
+
+    #[test]
+    fn several_cameras_are_each_a_device_with_ids_of_their_own() {
+        let s = settings();
+        let door = MqttSettings {
+            camera: "door".into(),
+            labels: vec!["dog".into()],
+            zones: Vec::new(),
+            snapshots: false,
+            ..s.clone()
+        };
+        let cfgs = configs(&s, &[s.clone(), door]);
+        let parsed: Vec<(&str, Value)> = cfgs
+            .iter()
+            .map(|(t, p)| (t.as_str(), serde_json::from_str(p).unwrap()))
+            .collect();
+        // Every topic and unique_id once: the camera is in each.
+        let topics: std::collections::BTreeSet<&str> = parsed.iter().map(|(t, _)| *t).collect();
+        assert_eq!(topics.len(), cfgs.len());
+        let ids: std::collections::BTreeSet<String> =
+            parsed.iter().map(|(_, v)| v["unique_id"].to_string()).collect();
+        assert_eq!(ids.len(), cfgs.len());
+        // The first camera's as before, plus the door's: dog x 2 and a switch.
+        assert_eq!(cfgs.len(), 6 + 2 + 1 + 2 + 3);
+        let get = |object: &str| {
+            parsed
+                .iter()
+                .find(|(t, _)| t.ends_with(&format!("/edgevision_pi_5/{object}/config")))
+                .map(|(_, v)| v)
+                .unwrap_or_else(|| panic!("no {object}"))
+        };
+        let door_switch = get("door_detect");
+        assert_eq!(door_switch["command_topic"], "edgevision/door/detect/set");
+        assert_eq!(door_switch["state_topic"], "edgevision/door/detect/state");
+        assert_eq!(door_switch["device"]["identifiers"][0], "edgevision_pi_5_door");
+        assert_eq!(door_switch["device"]["name"], "door");
+        assert_eq!(door_switch["device"]["via_device"], "edgevision_pi_5");
+        assert_eq!(get("door_dog_detected")["state_topic"], "edgevision/door/dog");
+        assert_eq!(
+            get("default_person_detected")["device"]["identifiers"][0],
+            "edgevision_pi_5_default"
+        );
+        // The daemon's figures stay on the daemon's device, once.
+        assert_eq!(get("fps")["device"]["identifiers"][0], "edgevision_pi_5");
+        assert_eq!(parsed.iter().filter(|(t, _)| t.contains("/fps/")).count(), 1);
+        for (topic, v) in &parsed {
+            assert_eq!(v["availability_topic"], "edgevision/available", "{topic}");
+        }
     }
 
     #[test]

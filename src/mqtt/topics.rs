@@ -68,6 +68,17 @@ impl Topics {
     pub fn camera(&self) -> &str {
         &self.camera
     }
+
+    /// Whether `topic` is one of this camera's (`<prefix>/<camera>/...`):
+    /// what is cleared when the camera is removed. Camera names hold no
+    /// `/`, so one camera's topics never look like another's.
+    pub fn is_camera_topic(&self, topic: &str) -> bool {
+        topic
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|t| t.strip_prefix('/'))
+            .and_then(|t| t.strip_prefix(self.camera.as_str()))
+            .is_some_and(|t| t.starts_with('/'))
+    }
 }
 
 #[cfg(test)]
@@ -87,5 +98,28 @@ mod tests {
         assert_eq!(t.detect_state(), "edgevision/garden/detect/state");
         // Wildcards in a label cannot make a topic the broker refuses.
         assert_eq!(t.count("a+b/c#"), "edgevision/garden/a_b_c_");
+    }
+
+    #[test]
+    fn a_camera_owns_only_its_own_topics() {
+        let garden = Topics::new("edgevision", "garden");
+        let door = Topics::new("edgevision", "door");
+        for t in [
+            garden.count("dog"),
+            garden.zone_count("yard", "dog"),
+            garden.snapshot("dog"),
+            garden.detect_state(),
+        ] {
+            assert!(garden.is_camera_topic(&t), "{t}");
+            assert!(!door.is_camera_topic(&t), "{t}");
+        }
+        assert!(!garden.is_camera_topic(&garden.available()));
+        assert!(!garden.is_camera_topic(&garden.stats()));
+        assert!(!garden.is_camera_topic("edgevision/gardens/dog"));
+        assert!(!garden.is_camera_topic("other/garden/dog"));
+        // A camera named like the daemon's own topics owns nothing of them.
+        let stats = Topics::new("edgevision", "stats");
+        assert!(!stats.is_camera_topic("edgevision/stats"));
+        assert!(stats.is_camera_topic("edgevision/stats/dog"));
     }
 }

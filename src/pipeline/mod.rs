@@ -60,7 +60,9 @@ pub struct PipelineSettings {
     pub webhooks: Vec<crate::track::webhook::WebhookSettings>,
     /// Ended events `/api/events/recent` keeps.
     pub recent_events: usize,
-    /// The MQTT broker, if any.
+    /// The MQTT broker and this camera's topics, if any: the service hands
+    /// every camera's to the daemon's one client ([`crate::mqtt::configure`]);
+    /// the pipeline itself publishes nothing there.
     pub mqtt: Option<crate::mqtt::MqttSettings>,
 }
 
@@ -283,7 +285,6 @@ impl Pipeline {
         );
         hub.events
             .set_geometry(&settings.tracking.zones, &settings.tracking.lines);
-        crate::mqtt::configure(&hub, settings.mqtt.clone());
         hub.set_source(&settings.source.to_string());
         let shared = Arc::new(Shared::new(hub, &settings, keep_timings));
         // A new pipeline (new model, maybe) starts healthy, and ready once
@@ -426,7 +427,6 @@ impl Pipeline {
             &hub.metrics,
         );
         hub.events.set_geometry(&new.tracking.zones, &new.tracking.lines);
-        crate::mqtt::configure(hub, new.mqtt.clone());
         self.shared.live_generation.fetch_add(1, Ordering::SeqCst);
         let s = &mut self.settings;
         s.detector.filter = new.detector.filter.clone();

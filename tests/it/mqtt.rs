@@ -19,6 +19,8 @@ struct Broker {
     child: Child,
     port: u16,
     _dir: tempfile::TempDir,
+    /// Its log file (connections, disconnections, takeovers).
+    log: std::path::PathBuf,
 }
 
 fn free_port() -> u16 {
@@ -36,7 +38,11 @@ impl Broker {
         let conf = dir.path().join("mosquitto.conf");
         // `user root`: mosquitto started as root would switch to its own
         // user, which cannot read this test's files.
-        let mut text = format!("listener {port} 127.0.0.1\npersistence false\nuser root\n");
+        let log = dir.path().join("mosquitto.log");
+        let mut text = format!(
+            "listener {port} 127.0.0.1\npersistence false\nuser root\nlog_dest file {}\n",
+            log.display()
+        );
         match login {
             None => text.push_str("allow_anonymous true\n"),
             Some((user, pass)) => {
@@ -70,7 +76,18 @@ impl Broker {
             child,
             port,
             _dir: dir,
+            log,
         }
+    }
+
+    /// The broker's log lines so far that contain `text`.
+    fn log_lines(&self, text: &str) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(text))
+            .map(String::from)
+            .collect()
     }
 }
 
@@ -500,4 +517,176 @@ fn mqtts_with_a_ca_file_connects_over_tls() {
     );
     let _ = broker.kill();
     let _ = broker.wait();
+}
+
+/// A per-camera sample `name{camera="CAMERA"}` of the Prometheus text.
+fn camera_metric(text: &str, name: &str, camera: &str) -> f64 {
+    let sample = format!("{name}{{camera=\"{camera}\"}}");
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(sample.as_str()))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Two cameras, one client: one connection for both (never two clients
+/// with one id pushing each other off), each camera's entities, state and
+/// switch; a switch pauses its own camera only; a camera removed with
+/// SIGHUP is cleared from the broker on the same connection.
+#[test]
+fn two_cameras_share_one_connection_and_a_removed_camera_is_cleared() {
+    let broker = Broker::start(free_port(), None);
+    let port = broker.port;
+    let photos = still_dog();
+    let url = format!("url = \"mqtt://127.0.0.1:{port}\"");
+    let yard = "[[camera]]\nname = \"yard\"\n";
+    let door = "[[camera]]\nname = \"door\"\n[camera.source]\nuri = \"test:\"\n";
+    let mut d = start(&config(photos.path(), 10.0, &url, &format!("{yard}\n{door}")));
+    wait_online(port);
+    // mosquitto_sub and mosquitto_pub connect too, with ids of their own.
+    let connected = "as edgevision-test ";
+    wait_for(10, "the connection logged", || {
+        (!broker.log_lines(connected).is_empty()).then_some(())
+    });
+
+    // Each camera: its switch, its entities, its detect state.
+    let config_topic =
+        |component: &str, object: &str| format!("homeassistant/{component}/edgevision_test/{object}/config");
+    for cam in ["yard", "door"] {
+        let switch = wait_for(30, "the camera's switch", || {
+            retained(port, &config_topic("switch", &format!("{cam}_detect")), 2)
+        });
+        let switch = json(switch.as_bytes());
+        assert_eq!(switch["command_topic"], format!("edgevision/{cam}/detect/set"));
+        assert_eq!(
+            switch["device"]["identifiers"][0],
+            format!("edgevision_test_{cam}")
+        );
+        assert!(retained(
+            port,
+            &config_topic("binary_sensor", &format!("{cam}_dog_detected")),
+            3
+        )
+        .is_some());
+        wait_for(30, "the camera's detect state", || {
+            (retained(port, &format!("edgevision/{cam}/detect/state"), 2).as_deref() == Some("ON"))
+                .then_some(())
+        });
+    }
+    // The dog is seen on its camera, on its camera's topics.
+    wait_for(60, "the yard's dog counted", || {
+        (retained(port, "edgevision/yard/dog", 3).as_deref() == Some("1")).then_some(())
+    });
+    let stats = json(
+        &sub(port, "edgevision/stats", 1, 10, false)
+            .pop()
+            .expect("stats")
+            .1,
+    );
+    assert_eq!(stats["camera"], "yard");
+    assert!(stats["cameras"]["yard"]["fps"].as_f64().is_some(), "{stats}");
+    assert!(stats["cameras"]["door"]["fps"].as_f64().is_some(), "{stats}");
+
+    // Availability holds still: no second client taking the first's place.
+    let seen = sub(port, "edgevision/available", 100, 4, false);
+    assert!(
+        !seen.is_empty() && seen.iter().all(|(_, p)| p == b"online"),
+        "availability flapped: {:?}",
+        seen.iter()
+            .map(|(_, p)| String::from_utf8_lossy(p).into_owned())
+            .collect::<Vec<_>>()
+    );
+
+    // OFF on the door pauses the door only.
+    publish(port, "edgevision/door/detect/set", "OFF");
+    wait_for(20, "the door's detect state OFF", || {
+        (retained(port, "edgevision/door/detect/state", 2).as_deref() == Some("OFF")).then_some(())
+    });
+    assert_eq!(
+        retained(port, "edgevision/yard/detect/state", 2).as_deref(),
+        Some("ON")
+    );
+    let inferences = |cam: &str| camera_metric(&metrics(&d.addr), "edgevision_inference_seconds_count", cam);
+    // An inference already running when OFF came may still finish.
+    wait_for(20, "the door's inference to stop", || {
+        let before = inferences("door");
+        std::thread::sleep(Duration::from_secs(1));
+        (inferences("door") == before).then_some(())
+    });
+    let (door0, yard0) = (inferences("door"), inferences("yard"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        inferences("door"),
+        door0,
+        "no inference on the door while it is OFF"
+    );
+    assert!(inferences("yard") > yard0, "the yard infers on");
+
+    // The door is removed: its entities and retained state go, the yard's
+    // stay, on the same connection.
+    let door_configs: Vec<String> = sub(port, "homeassistant/#", 100, 3, true)
+        .into_iter()
+        .map(|(t, _)| t)
+        .filter(|t| t.contains("/edgevision_test/door_"))
+        .collect();
+    assert!(door_configs.len() >= 3, "{door_configs:?}");
+    std::fs::write(&d.config, config(photos.path(), 10.0, &url, yard)).unwrap();
+    d.signal(libc::SIGHUP);
+    wait_for(30, "the door's entities cleared", || {
+        let left = sub(port, "homeassistant/#", 100, 3, true);
+        (!left.is_empty() && left.iter().all(|(t, _)| !t.contains("/edgevision_test/door_"))).then_some(())
+    });
+    assert_eq!(retained(port, "edgevision/door/detect/state", 2), None);
+    assert!(retained(port, &config_topic("switch", "yard_detect"), 3).is_some());
+    assert_eq!(
+        retained(port, "edgevision/yard/detect/state", 2).as_deref(),
+        Some("ON")
+    );
+    assert_eq!(
+        retained(port, "edgevision/available", 2).as_deref(),
+        Some("online")
+    );
+
+    // Added again: its entities and switch come back, detection on.
+    std::fs::write(
+        &d.config,
+        config(photos.path(), 10.0, &url, &format!("{yard}\n{door}")),
+    )
+    .unwrap();
+    d.signal(libc::SIGHUP);
+    wait_for(30, "the door's switch again", || {
+        retained(port, &config_topic("switch", "door_detect"), 2)
+    });
+    wait_for(30, "the door's detect state again", || {
+        (retained(port, "edgevision/door/detect/state", 2).as_deref() == Some("ON")).then_some(())
+    });
+
+    // One connection all along, never taken over.
+    assert_eq!(
+        broker.log_lines(connected).len(),
+        1,
+        "{:?}",
+        broker.log_lines(connected)
+    );
+    assert!(broker.log_lines("already connected").is_empty());
+    assert_eq!(d.log_lines("mqtt: connected to").len(), 1);
+
+    // Without [mqtt] nothing could switch the yard back on: it is on again.
+    publish(port, "edgevision/yard/detect/set", "OFF");
+    wait_for(20, "the yard's detect state OFF", || {
+        (retained(port, "edgevision/yard/detect/state", 2).as_deref() == Some("OFF")).then_some(())
+    });
+    std::fs::write(&d.config, config(photos.path(), 10.0, "", yard)).unwrap();
+    d.signal(libc::SIGHUP);
+    wait_for(30, "offline once [mqtt] is gone", || {
+        (retained(port, "edgevision/available", 2).as_deref() == Some("offline")).then_some(())
+    });
+    let yard1 = inferences("yard");
+    wait_for(20, "the yard inferring again", || {
+        (inferences("yard") > yard1 + 1.0).then_some(())
+    });
+
+    d.signal(libc::SIGTERM);
+    assert!(d.wait_exit(20).success());
+    assert_eq!(broker.log_lines(connected).len(), 1);
 }
