@@ -31,7 +31,8 @@ pub struct EncodedFrame {
 #[derive(Debug, Clone, Serialize)]
 pub struct FrameReport {
     /// The camera's name.
-    pub camera: String,
+    #[serde(serialize_with = "serialize_str")]
+    pub camera: Arc<str>,
     pub frame: u64,
     pub timestamp_ms: u64,
     pub width: u32,
@@ -53,9 +54,14 @@ pub struct FrameReport {
 /// One camera's side of the daemon: what its pipeline publishes and the
 /// HTTP side, MQTT and the watchdog read. Outlives the camera's pipeline
 /// restarts (a SIGHUP), so clients stay connected.
+fn serialize_str<S: serde::Serializer>(s: &Arc<str>, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(s)
+}
+
 pub struct Hub {
-    /// The camera's name (`default` for a config without `[[camera]]`).
-    pub name: String,
+    /// The camera's name (`default` for a config without `[[camera]]`);
+    /// shared, so each frame's report points at it rather than copies it.
+    pub name: Arc<str>,
     frames: watch::Sender<Option<Arc<EncodedFrame>>>,
     reports: watch::Sender<Option<Arc<FrameReport>>>,
     ready: AtomicBool,
@@ -98,7 +104,7 @@ impl Hub {
     /// [`Hub::new`], its objects' ids drawn from `ids` (shared by cameras).
     pub fn with_ids(name: &str, metrics: &Arc<Metrics>, ids: Arc<AtomicU64>) -> Arc<Self> {
         Arc::new(Hub {
-            name: name.to_string(),
+            name: Arc::from(name),
             metrics: Arc::new(metrics.camera(name)),
             events: crate::track::bus::EventBus::with_ids(ids),
             frames: watch::channel(None).0,
@@ -144,10 +150,15 @@ impl Hub {
         q.push_back(std::time::Instant::now());
     }
 
-    /// Inferences per second lately: over the last few (up to 32), and
-    /// falling once they stop.
+    /// Inferences per second lately: over the last few (up to 32); 0 once
+    /// none has run for 3 s.
     pub fn inference_rate(&self) -> f64 {
         let q = self.inferences.lock().unwrap_or_else(|e| e.into_inner());
+        if q.back()
+            .is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(3))
+        {
+            return 0.0;
+        }
         match q.front() {
             Some(first) if q.len() > 1 => {
                 let span = first.elapsed().as_secs_f64().max(1e-3);
@@ -298,7 +309,7 @@ impl Cameras {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .find(|h| h.name == name)
+            .find(|h| &*h.name == name)
             .cloned()
     }
 

@@ -108,6 +108,7 @@ pub fn run_daemon(
         }
     });
     tokio.shutdown_timeout(Duration::from_millis(200));
+    let none_left = daemon.pipelines.is_empty();
     let fatal: Vec<String> = daemon
         .pipelines
         .iter()
@@ -124,6 +125,9 @@ pub fn run_daemon(
     let ended = result?;
     if ended && !fatal.is_empty() {
         anyhow::bail!("the source cannot work: {}", fatal.join("; "));
+    }
+    if ended && none_left {
+        anyhow::bail!("no camera is running (a reload could not start any)");
     }
     Ok(())
 }
@@ -183,8 +187,11 @@ fn frames_published(cameras: &Cameras) -> u64 {
     cameras.all().iter().map(|h| h.frames_published()).sum()
 }
 
+/// Inference failing on every camera: the model (or the runtime) is at
+/// fault, and a restart may help; one camera's bad frames are not.
 fn inference_failing(cameras: &Cameras) -> bool {
-    cameras.all().iter().any(|h| h.inference_failing())
+    let hubs = cameras.all();
+    !hubs.is_empty() && hubs.iter().all(|h| h.inference_failing())
 }
 
 impl Daemon {
@@ -251,7 +258,9 @@ impl Daemon {
                         }
                     }
                     if self.pipelines.iter().all(Pipeline::finished) {
-                        if self.pipelines.iter().all(|p| p.fatal().is_none()) {
+                        if self.pipelines.is_empty() {
+                            tracing::error!("no camera is running; stopping");
+                        } else if self.pipelines.iter().all(|p| p.fatal().is_none()) {
                             tracing::warn!("the pipeline ended (source finished); stopping");
                         }
                         return true;
@@ -299,11 +308,25 @@ impl Daemon {
             self.pool = Arc::new(pool);
             restart_all = true;
         }
+        if !restart_all {
+            if let Some(why) = pipeline::layout_outgrown(&self.pool, &new) {
+                tracing::warn!("SIGHUP: {why}");
+            }
+        }
         let mqtt = mqtt_settings(&new);
-        let mut old: Vec<Option<Pipeline>> = std::mem::take(&mut self.pipelines)
+        // Removed cameras stop first: a renamed camera may open the same
+        // device.
+        let (mut old, removed): (Vec<Pipeline>, Vec<Pipeline>) = std::mem::take(&mut self.pipelines)
             .into_iter()
-            .map(Some)
-            .collect();
+            .partition(|p| new.iter().any(|s| s.camera == p.settings().camera));
+        for p in removed {
+            let name = p.settings().camera.clone();
+            let hub = p.hub().clone();
+            tokio::task::block_in_place(|| drop(p.stop()));
+            retire(&hub);
+            tracing::info!("SIGHUP: camera {name} removed");
+        }
+        let mut old: Vec<Option<Pipeline>> = old.drain(..).map(Some).collect();
         for s in new {
             let name = s.camera.clone();
             let found = old
@@ -312,24 +335,33 @@ impl Daemon {
                 .and_then(Option::take);
             let Some(mut p) = found else {
                 let hub = self.cameras.new_hub(&name);
-                match self.launch(s, hub) {
+                match self.launch(s, hub.clone()) {
                     Ok(p) => {
                         tracing::info!("SIGHUP: camera {name} added");
                         self.pipelines.push(p);
                     }
-                    Err(e) => tracing::error!("SIGHUP: camera {name} did not start: {e:#}"),
+                    Err(e) => {
+                        tracing::error!("SIGHUP: camera {name} did not start: {e:#}");
+                        retire(&hub);
+                    }
                 }
                 continue;
             };
             let reason = if restart_all {
                 Some("the model changed")
+            } else if p.finished() {
+                // Its source had failed for good: the reload tries again
+                // (the device may be back).
+                Some("it had stopped")
             } else {
                 p.restart_reason(&s)
             };
             let Some(reason) = reason else {
                 match p.update_live(&s) {
                     Ok(()) => {
-                        tracing::info!("SIGHUP: camera {name}: detection filter and stream settings reloaded")
+                        tracing::info!(
+                            "SIGHUP: detection filter and stream settings reloaded (camera {name})"
+                        )
                     }
                     Err(e) => tracing::error!("SIGHUP: camera {name}: {e}; keeping its settings"),
                 }
@@ -342,23 +374,26 @@ impl Daemon {
             // The source (a V4L2 device) may be opened by one pipeline at a time.
             tokio::task::block_in_place(|| drop(p.stop()));
             match self.launch(s, hub.clone()) {
-                Ok(p) => self.pipelines.push(p),
+                Ok(p) => {
+                    tracing::info!(
+                        "SIGHUP: pipeline restarted (camera {name}, model {})",
+                        p.model().path().display()
+                    );
+                    self.pipelines.push(p);
+                }
                 Err(e) => {
                     tracing::error!("SIGHUP: camera {name}: the new settings did not start: {e:#}; back to the previous ones");
-                    match self.launch(previous, hub) {
+                    match self.launch(previous, hub.clone()) {
                         Ok(p) => self.pipelines.push(p),
-                        Err(e) => tracing::error!("SIGHUP: camera {name}: cannot restart it either: {e:#}"),
+                        Err(e) => {
+                            tracing::error!("SIGHUP: camera {name}: cannot restart it either: {e:#}; it is gone until the next reload");
+                            retire(&hub);
+                        }
                     }
                 }
             }
         }
-        for p in old.into_iter().flatten() {
-            let name = p.settings().camera.clone();
-            let hub = p.hub().clone();
-            tokio::task::block_in_place(|| drop(p.stop()));
-            retire(&hub);
-            tracing::info!("SIGHUP: camera {name} removed");
-        }
+        debug_assert!(old.iter().all(Option::is_none), "every kept camera was matched");
         self.cameras
             .set(self.pipelines.iter().map(|p| p.hub().clone()).collect());
         // The one MQTT client follows: cameras added and removed on its

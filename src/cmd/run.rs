@@ -125,8 +125,8 @@ pub struct RunArgs {
 pub fn camera_settings(cfg: &Config) -> anyhow::Result<Vec<PipelineSettings>> {
     let cameras = cfg.camera_configs();
     let mut out = Vec::with_capacity(cameras.len());
-    for cam in &cameras {
-        let s = pipeline_settings(cam).map_err(|e| {
+    for (i, cam) in cameras.iter().enumerate() {
+        let s = camera_pipeline(cam, cameras.len() - 1, i == 0).map_err(|e| {
             if cfg.cameras.is_empty() {
                 e
             } else {
@@ -140,6 +140,18 @@ pub fn camera_settings(cfg: &Config) -> anyhow::Result<Vec<PipelineSettings>> {
 
 /// Pipeline settings from a validated config (one camera's).
 pub fn pipeline_settings(cfg: &Config) -> anyhow::Result<PipelineSettings> {
+    camera_pipeline(cfg, 0, true)
+}
+
+/// Threads each camera beyond the first needs besides the shared
+/// interpreters: its capture thread and picture writer, plus one worker per
+/// interpreter.
+const THREADS_PER_CAMERA: usize = 2;
+
+/// One camera's pipeline settings, with `others` more cameras sharing the
+/// task limit; `log` says what the layout had to give up (once, not per
+/// camera).
+fn camera_pipeline(cfg: &Config, others: usize, log: bool) -> anyhow::Result<PipelineSettings> {
     let s = &cfg.source;
     let cores = layout::usable_cores();
     let chosen = layout::choose(cores, cfg.model.workers, cfg.model.threads);
@@ -148,12 +160,14 @@ pub fn pipeline_settings(cfg: &Config) -> anyhow::Result<PipelineSettings> {
         ("model.workers", m.workers, chosen.workers),
         ("model.threads", m.threads, chosen.threads),
     ] {
-        if asked > used {
+        if asked > used && log {
             tracing::warn!("{key} = {asked} is more than the {cores} cores this process may use: {used}");
         }
     }
-    let layout = layout::fit_room(chosen, layout::thread_room()).map_err(anyhow::Error::msg)?;
-    if layout != chosen {
+    let room =
+        layout::thread_room().map(|r| r.saturating_sub(others * (THREADS_PER_CAMERA + chosen.workers)));
+    let layout = layout::fit_room(chosen, room).map_err(anyhow::Error::msg)?;
+    if layout != chosen && log {
         tracing::warn!("inference cut to {layout} to stay within the task limit (TasksMax=, ulimit -u)");
     }
     let mut detector = cfg.detector_settings();

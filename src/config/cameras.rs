@@ -111,8 +111,13 @@ pub(crate) fn expand(
             toml::to_string(&merged).map_err(|e| invalid(format!("camera[{i}]"), e.to_string()))?;
         let mut camera = Config::parse(&merged_text, path).map_err(|e| relocate(e, i, &name, text, keys))?;
         // Each camera's pictures in a directory of its own: retention by
-        // count and size then counts that camera's only.
-        if !camera.events.snapshot_dir.as_os_str().is_empty() {
+        // count and size then counts that camera's only. A directory the
+        // camera names itself is taken as it is.
+        let own_dir = table
+            .get("events")
+            .and_then(toml::Value::as_table)
+            .is_some_and(|e| e.contains_key("snapshot_dir"));
+        if !own_dir && !camera.events.snapshot_dir.as_os_str().is_empty() {
             camera.events.snapshot_dir = camera.events.snapshot_dir.join(&name);
         }
         out.push(camera);
@@ -276,6 +281,19 @@ polygon = [[0.0, 0.5], [1.0, 0.5], [1.0, 1.0]]
         // Pictures in a directory per camera.
         assert_eq!(door.events.snapshot_dir, Path::new("/var/lib/edgevision/door"));
         assert_eq!(yard.events.snapshot_dir, Path::new("/var/lib/edgevision/yard"));
+        // A directory a camera names itself is its own.
+        let own = format!("{TWO}[camera.events]\nsnapshot_dir = \"/srv/yard\"\n");
+        let cams = parse(&own).unwrap().camera_configs();
+        assert_eq!(cams[1].events.snapshot_dir, Path::new("/srv/yard"));
+        // Credentials shared at the top level, for cameras that have rtsp://.
+        let shared = "[source]\nusername = \"admin\"\npassword_env = \"EDGEVISION_NO_SUCH_VAR\"\n\
+                      [[camera]]\nname = \"a\"\n[camera.source]\nuri = \"rtsp://cam-a/stream\"\n";
+        let cfg = parse(shared).unwrap();
+        assert_eq!(cfg.camera_configs()[0].source.username, "admin");
+        let e = parse(&shared.replace("rtsp://cam-a/stream", "test:"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("camera \"a\": source.username"), "{e}");
         // Without [[camera]] the file is one camera, "default".
         let one = parse("[source]\nuri = \"test:\"\n").unwrap();
         assert_eq!(one.camera_configs().len(), 1);

@@ -120,9 +120,11 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let (cfg, text) = Self::load_text(path)?;
         // A missing password file or variable is a config error, with its line.
-        cfg.source
-            .source_uri()
-            .map_err(|(key, message)| invalid_at(path, &text, key, message))?;
+        if cfg.cameras.is_empty() {
+            cfg.source
+                .source_uri()
+                .map_err(|(key, message)| invalid_at(path, &text, key, message))?;
+        }
         for (i, cam) in cfg.cameras.iter().enumerate() {
             cam.source.source_uri().map_err(|(key, message)| {
                 cameras::invalid_at(path, &text, i, cam.camera_name(), key, message)
@@ -215,50 +217,12 @@ impl Config {
             return err("runtime", "must not be empty".into());
         }
 
-        // [source]
-        let s = &self.source;
-        if let Err(e) = s.parsed_uri() {
-            return err("source.uri", e.to_string());
+        // [source]: with [[camera]] tables the top level only holds what
+        // cameras inherit, checked in each camera's merged config (shared
+        // credentials need the camera's rtsp:// to make sense).
+        if self.camera.is_empty() {
+            self.validate_source()?;
         }
-        if let Some(Err(e)) = s.check_layout() {
-            return err("source.uri", e);
-        }
-        s.check_credential_keys()?;
-        for (key, v) in [("source.width", s.width), ("source.height", s.height)] {
-            if v > MAX_SIDE {
-                return err(key, format!("must be at most {MAX_SIDE}, not {v}"));
-            }
-        }
-        if (s.width == 0) != (s.height == 0) {
-            let (zero, other, v) = if s.width == 0 {
-                ("source.width", "source.height", s.height)
-            } else {
-                ("source.height", "source.width", s.width)
-            };
-            return err(
-                zero,
-                format!("is 0 (native size) but {other} is {v}; set both or neither to 0"),
-            );
-        }
-        if !(s.fps == 0.0 || (MIN_FPS..=MAX_FPS).contains(&s.fps)) {
-            return err(
-                "source.fps",
-                format!(
-                    "must be 0 (the source's own rate) or between {MIN_FPS} and {MAX_FPS}, not {}",
-                    s.fps
-                ),
-            );
-        }
-        finite_at_least("source.stall_timeout", s.stall_timeout, 0.0, true)?;
-        at_most("source.stall_timeout", s.stall_timeout, MAX_SECONDS)?;
-        finite_at_least("source.reconnect_max_backoff", s.reconnect_max_backoff, 0.0, true)?;
-        at_most(
-            "source.reconnect_max_backoff",
-            s.reconnect_max_backoff,
-            MAX_SECONDS,
-        )?;
-        finite_at_least("source.seconds_per_image", s.seconds_per_image, 0.0, true)?;
-        at_most("source.seconds_per_image", s.seconds_per_image, MAX_SECONDS)?;
 
         // [model]
         let m = &self.model;
@@ -356,6 +320,72 @@ impl Config {
         }
     }
 
+    /// The `[source]` checks of [`Config::validate`].
+    fn validate_source(&self) -> Result<(), (String, String)> {
+        let err = |key: &str, msg: String| Err((key.to_string(), msg));
+        let finite_at_least = |key: &str, v: f32, min: f32, strict: bool| {
+            let ok = v.is_finite() && if strict { v > min } else { v >= min };
+            if ok {
+                Ok(())
+            } else if strict {
+                err(key, format!("must be more than {min}, not {v}"))
+            } else {
+                err(key, format!("must be {min} or more, not {v}"))
+            }
+        };
+        let at_most = |key: &str, v: f32, max: f32| {
+            if v <= max {
+                Ok(())
+            } else {
+                err(key, format!("must be at most {max}, not {v}"))
+            }
+        };
+        let s = &self.source;
+        if let Err(e) = s.parsed_uri() {
+            return err("source.uri", e.to_string());
+        }
+        if let Some(Err(e)) = s.check_layout() {
+            return err("source.uri", e);
+        }
+        s.check_credential_keys()?;
+        for (key, v) in [("source.width", s.width), ("source.height", s.height)] {
+            if v > MAX_SIDE {
+                return err(key, format!("must be at most {MAX_SIDE}, not {v}"));
+            }
+        }
+        if (s.width == 0) != (s.height == 0) {
+            let (zero, other, v) = if s.width == 0 {
+                ("source.width", "source.height", s.height)
+            } else {
+                ("source.height", "source.width", s.width)
+            };
+            return err(
+                zero,
+                format!("is 0 (native size) but {other} is {v}; set both or neither to 0"),
+            );
+        }
+        if !(s.fps == 0.0 || (MIN_FPS..=MAX_FPS).contains(&s.fps)) {
+            return err(
+                "source.fps",
+                format!(
+                    "must be 0 (the source's own rate) or between {MIN_FPS} and {MAX_FPS}, not {}",
+                    s.fps
+                ),
+            );
+        }
+        finite_at_least("source.stall_timeout", s.stall_timeout, 0.0, true)?;
+        at_most("source.stall_timeout", s.stall_timeout, MAX_SECONDS)?;
+        finite_at_least("source.reconnect_max_backoff", s.reconnect_max_backoff, 0.0, true)?;
+        at_most(
+            "source.reconnect_max_backoff",
+            s.reconnect_max_backoff,
+            MAX_SECONDS,
+        )?;
+        finite_at_least("source.seconds_per_image", s.seconds_per_image, 0.0, true)?;
+        at_most("source.seconds_per_image", s.seconds_per_image, MAX_SECONDS)?;
+        Ok(())
+    }
+
     /// The camera's name (`name`, or `default`).
     pub fn camera_name(&self) -> &str {
         if self.name.is_empty() {
@@ -429,6 +459,10 @@ impl Config {
         if let Some(font) = &self.stream.font {
             check("stream.font", font, "font file", false)?;
             crate::annotate::Typeface::load(font).map_err(|e| ("stream.font".to_string(), e.to_string()))?;
+        }
+        if !self.camera.is_empty() {
+            // Each camera's source is checked in its own config.
+            return Ok(());
         }
         if let Some(Err(e)) = self.source.check_program() {
             return Err(("source.uri".into(), e));

@@ -246,11 +246,7 @@ pub(crate) async fn healthz() -> &'static str {
 /// ones that are not. `/cameras/{camera}/readyz` asks about one.
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let hubs = state.cameras.all();
-    let waiting: Vec<&str> = hubs
-        .iter()
-        .filter(|h| !h.is_ready())
-        .map(|h| h.name.as_str())
-        .collect();
+    let waiting: Vec<&str> = hubs.iter().filter(|h| !h.is_ready()).map(|h| &*h.name).collect();
     if hubs.is_empty() {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
     } else if waiting.is_empty() {

@@ -74,7 +74,7 @@ pub(crate) async fn list(State(state): State<AppState>) -> Response {
             let report = h.latest_report();
             let m = &h.metrics;
             serde_json::json!({
-                "name": h.name,
+                "name": &*h.name,
                 "source": h.source(),
                 "ready": h.is_ready(),
                 "signal": report.as_ref().is_some_and(|r| r.signal),

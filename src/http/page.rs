@@ -48,8 +48,10 @@ fn html(body: &'static str) -> Response {
         .into_response()
 }
 
-/// The camera grid: one tile per camera from `api/cameras` (each its
-/// MJPEG stream and state, refreshed every two seconds).
+/// The camera grid: one tile per camera from `api/cameras`, each its
+/// latest snapshot (refreshed once a second, so that a dozen cameras stay
+/// within a browser's six connections to a host and take no stream slots)
+/// and its state; a tile opens the camera's own page with the live stream.
 pub(crate) const GRID: &str = r##"<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -86,11 +88,23 @@ pub(crate) const GRID: &str = r##"<!DOCTYPE html>
     var a = document.createElement("a"), img = document.createElement("img"), p = document.createElement("p");
     var name = document.createElement("b"), state = document.createElement("span");
     a.className = "tile"; a.href = url(c.path);
-    img.alt = c.name; img.src = url(c.path + "stream.mjpg");
+    img.alt = c.name;
     name.textContent = c.name;
     p.appendChild(name); p.appendChild(state); a.appendChild(img); a.appendChild(p);
     grid.appendChild(a);
-    return { el: a, img: img, state: state };
+    var t = { el: a, img: img, state: state, path: c.path, busy: false };
+    img.onload = img.onerror = function () { t.busy = false; };
+    return t;
+  }
+  // The next snapshot once the last has come (or failed): no pile-up on a
+  // slow link.
+  function pictures() {
+    Object.keys(tiles).forEach(function (n) {
+      var t = tiles[n];
+      if (t.busy) return;
+      t.busy = true;
+      t.img.src = url(t.path + "snapshot.jpg") + (token ? "&" : "?") + "t=" + Date.now();
+    });
   }
   function refresh() {
     fetch(url("api/cameras"), { cache: "no-store" }).then(function (r) { return r.json(); }).then(function (j) {
@@ -110,10 +124,12 @@ pub(crate) const GRID: &str = r##"<!DOCTYPE html>
         if (!seen[n]) { tiles[n].img.src = ""; grid.removeChild(tiles[n].el); delete tiles[n]; }
       });
       document.getElementById("count").textContent = j.cameras.length + " cameras";
+      pictures();
     }).catch(function () {});
   }
   refresh();
   setInterval(refresh, 2000);
+  setInterval(pictures, 1000);
 })();
 </script>
 </body>

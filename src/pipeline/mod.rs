@@ -216,6 +216,28 @@ pub fn load_pool(rt: &'static Runtime, cameras: &[PipelineSettings]) -> Result<I
     InferencePool::load(rt, &first.detector, first.layout, rate)
 }
 
+/// Why `pool`'s layout may no longer fit `cameras`, if it may not: one
+/// interpreter on all cores was kept at start because it kept up with the
+/// rate then, and the cameras now ask for more. Changing the layout would
+/// restart every camera, so a reload only says so.
+pub fn layout_outgrown(pool: &InferencePool, cameras: &[PipelineSettings]) -> Option<String> {
+    let rate = total_rate(cameras);
+    let narrowed = pool.rule().both_auto && pool.layout().workers < pool.rule().workers;
+    (narrowed && (rate == 0.0 || rate > pool.rate() * 1.05)).then(|| {
+        format!(
+            "the inference layout ({}) was chosen for {:.1} inferences/s and the cameras now ask for {}; \
+             restart the daemon (systemctl restart edgevision) to choose again",
+            pool.layout(),
+            pool.rate(),
+            if rate == 0.0 {
+                "as many as they can get".to_string()
+            } else {
+                format!("{rate:.1}/s")
+            }
+        )
+    })
+}
+
 /// The inference rate of all `cameras` together; 0 if any is unknown.
 fn total_rate(cameras: &[PipelineSettings]) -> f64 {
     let rates: Vec<f64> = cameras.iter().map(inference_rate).collect();
@@ -224,19 +246,6 @@ fn total_rate(cameras: &[PipelineSettings]) -> f64 {
     } else {
         rates.iter().sum()
     }
-}
-
-/// The same model and interpreters as `pool`, for `cameras`: a reload keeps
-/// a model whose file changed since it was loaded.
-pub fn rebuild_pool(pool: &InferencePool, cameras: &[PipelineSettings]) -> Result<InferencePool, InferError> {
-    let first = cameras.first().expect("at least one camera");
-    InferencePool::with_model(
-        pool.model().clone(),
-        pool.model_mtime(),
-        &first.detector,
-        first.layout,
-        total_rate(cameras),
-    )
 }
 
 /// Logs the pool's layout and sets the daemon-wide inference series.

@@ -4,7 +4,7 @@
 //! served longest ago, so each camera gets a fair share whatever its frame
 //! rate.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -30,8 +30,9 @@ pub fn camera_id() -> CameraId {
 
 struct State<T> {
     free: Vec<T>,
-    /// Workers waiting, by camera.
-    waiting: BTreeMap<CameraId, usize>,
+    /// Workers waiting, by camera (entries stay at 0 until the camera is
+    /// forgotten: no allocation per lease).
+    waiting: Vec<(CameraId, usize)>,
     /// The grant number of each camera's latest lease (0: never served).
     last_served: HashMap<CameraId, u64>,
     grants: u64,
@@ -41,7 +42,7 @@ impl<T> Default for State<T> {
     fn default() -> Self {
         State {
             free: Vec::new(),
-            waiting: BTreeMap::new(),
+            waiting: Vec::new(),
             last_served: HashMap::new(),
             grants: 0,
         }
@@ -53,19 +54,32 @@ impl<T> State<T> {
     fn next_camera(&self) -> Option<CameraId> {
         self.waiting
             .iter()
-            .filter(|(_, n)| **n > 0)
+            .filter(|(_, n)| *n > 0)
             .map(|(c, _)| (self.last_served.get(c).copied().unwrap_or(0), *c))
             .min()
             .map(|(_, c)| c)
     }
 
-    fn unwait(&mut self, camera: CameraId) {
-        if let Some(n) = self.waiting.get_mut(&camera) {
-            *n -= 1;
-            if *n == 0 {
-                self.waiting.remove(&camera);
-            }
+    fn wait(&mut self, camera: CameraId) {
+        match self.waiting.iter_mut().find(|(c, _)| *c == camera) {
+            Some((_, n)) => *n += 1,
+            None => self.waiting.push((camera, 1)),
         }
+    }
+
+    fn unwait(&mut self, camera: CameraId) {
+        if let Some((_, n)) = self.waiting.iter_mut().find(|(c, _)| *c == camera) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Workers of `camera` waiting.
+    #[cfg(test)]
+    fn waiting_for(&self, camera: CameraId) -> usize {
+        self.waiting
+            .iter()
+            .find(|(c, _)| *c == camera)
+            .map_or(0, |(_, n)| *n)
     }
 }
 
@@ -79,6 +93,14 @@ pub struct Lender<T> {
 pub struct Lease<'a, T> {
     lender: &'a Lender<T>,
     item: Option<T>,
+    waited: bool,
+}
+
+impl<T> Lease<'_, T> {
+    /// Whether the item was not free at once (others had it).
+    pub fn waited(&self) -> bool {
+        self.waited
+    }
 }
 
 impl<T> std::ops::Deref for Lease<'_, T> {
@@ -122,7 +144,8 @@ impl<T> Lender<T> {
     /// cameras waiting; `None` once `stop` is set.
     pub fn lease(&self, camera: CameraId, stop: &AtomicBool) -> Option<Lease<'_, T>> {
         let mut s = self.lock();
-        *s.waiting.entry(camera).or_default() += 1;
+        s.wait(camera);
+        let mut waited = false;
         loop {
             if stop.load(Ordering::Relaxed) {
                 s.unwait(camera);
@@ -142,8 +165,13 @@ impl<T> Lender<T> {
                 if more {
                     self.freed.notify_all();
                 }
-                return Some(Lease { lender: self, item });
+                return Some(Lease {
+                    lender: self,
+                    item,
+                    waited,
+                });
             }
+            waited = true;
             s = self
                 .freed
                 .wait_timeout(s, RECHECK)
@@ -154,12 +182,17 @@ impl<T> Lender<T> {
 
     /// Wakes every waiting worker (one of them has been told to stop).
     pub fn wake(&self) {
+        // Under the lock: a waiter between its stop check and its wait
+        // cannot miss this.
+        let _s = self.lock();
         self.freed.notify_all();
     }
 
     /// Forgets a camera that has stopped.
     pub fn forget(&self, camera: CameraId) {
-        self.lock().last_served.remove(&camera);
+        let mut s = self.lock();
+        s.last_served.remove(&camera);
+        s.waiting.retain(|(c, n)| *c != camera || *n > 0);
     }
 }
 
@@ -175,6 +208,8 @@ pub struct InferencePool {
     layout: Layout,
     /// The layout asked for (before the start-up timing).
     rule: Layout,
+    /// The inferences per second the layout was chosen for (0: unknown).
+    rate: f64,
     /// Why the layout is what it is, for the log.
     why: String,
     kind: ModelKind,
@@ -220,6 +255,7 @@ impl InferencePool {
             settings,
             layout,
             rule,
+            rate,
             why,
             kind,
             input_size,
@@ -257,6 +293,11 @@ impl InferencePool {
     /// The layout asked for, before the start-up timing.
     pub fn rule(&self) -> Layout {
         self.rule
+    }
+
+    /// The inferences per second (all cameras) the layout was chosen for.
+    pub fn rate(&self) -> f64 {
+        self.rate
     }
 
     /// Why the layout was chosen, for the log (may be empty).
@@ -351,7 +392,7 @@ mod tests {
 
     fn waiting(pairs: &[(CameraId, usize)], served: &[(CameraId, u64)]) -> State<()> {
         State {
-            waiting: pairs.iter().copied().collect(),
+            waiting: pairs.to_vec(),
             last_served: served.iter().copied().collect(),
             ..Default::default()
         }
@@ -370,14 +411,16 @@ mod tests {
     }
 
     #[test]
-    fn unwait_forgets_a_camera_with_no_one_waiting() {
+    fn waiting_counts_go_up_and_down_and_never_below_zero() {
         let mut s = waiting(&[(1, 2)], &[]);
         s.unwait(1);
-        assert_eq!(s.waiting.get(&1), Some(&1));
+        assert_eq!(s.waiting_for(1), 1);
         s.unwait(1);
-        assert!(s.waiting.is_empty());
+        assert_eq!((s.waiting_for(1), s.next_camera()), (0, None));
         s.unwait(1);
-        assert!(s.waiting.is_empty());
+        assert_eq!(s.waiting_for(1), 0);
+        s.wait(2);
+        assert_eq!((s.waiting_for(2), s.next_camera()), (1, Some(2)));
     }
 
     /// Two cameras whose workers always want inference, one item: the
@@ -411,7 +454,12 @@ mod tests {
             counts[1].load(Ordering::Relaxed),
         );
         assert!(a + b > 50, "{a} + {b} grants");
-        assert!(a.abs_diff(b) <= 2, "camera 1 got {a}, camera 2 got {b}");
+        // A worker between giving its item back and asking again is not
+        // waiting: the other camera may take two turns then, rarely.
+        assert!(
+            a.abs_diff(b) <= (a + b) / 50 + 2,
+            "camera 1 got {a}, camera 2 got {b}"
+        );
     }
 
     #[test]

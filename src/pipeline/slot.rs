@@ -87,6 +87,20 @@ impl Slot {
         }
     }
 
+    /// The waiting frame, if there is one and it is a camera frame: a
+    /// worker that waited for an interpreter takes it instead of the frame
+    /// it holds, so the wait does not add to the latency.
+    pub fn take_newer(&self) -> Option<Captured> {
+        let mut s = self.lock();
+        if !s.latest.as_ref().is_some_and(|c| c.signal) {
+            return None;
+        }
+        let c = s.latest.take();
+        drop(s);
+        self.taken.notify_all();
+        c
+    }
+
     /// Waits until a worker is idle and the slot is empty (or closed).
     /// File sources read as fast as possible use this: they decode a frame
     /// only when a worker is ready for it, instead of spinning a core on

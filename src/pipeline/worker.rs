@@ -90,7 +90,7 @@ pub(crate) fn run(
     let mut overlay_text = String::with_capacity(64);
     let mut last_inference_ms = 0.0f64;
     let mut failure_log = super::health::FailureLog::default();
-    while let Some(c) = shared.slot.take() {
+    while let Some(mut c) = shared.slot.take() {
         let gen = shared.live_generation.load(Ordering::SeqCst);
         if gen != live_gen {
             let live = shared
@@ -112,14 +112,24 @@ pub(crate) fn run(
             decode: c.frame.decode_time,
             ..Default::default()
         };
-        let (w, h) = (c.frame.width, c.frame.height);
-        let (sw, sh) = stream_size(&c.frame);
+        let (mut w, mut h) = (c.frame.width, c.frame.height);
+        let (mut sw, mut sh) = stream_size(&c.frame);
         let detect = shared.hub.detect_enabled();
         if c.signal && detect && should_infer(&ws, &shared, c.seq) {
             let Some(mut det) = pool.lease(camera, &shared.stop) else {
                 // Stopping.
                 break;
             };
+            // Other cameras had the interpreters meanwhile: infer the
+            // newest frame, not the one taken before the wait.
+            if let Some(newer) = det.waited().then(|| shared.slot.take_newer()).flatten() {
+                let old = std::mem::replace(&mut c, newer);
+                shared.slot.recycle(old.frame);
+                metrics.frames_dropped.inc();
+                (w, h) = (c.frame.width, c.frame.height);
+                (sw, sh) = stream_size(&c.frame);
+                t.decode = c.frame.decode_time;
+            }
             let result = det.detect_with(&filter, &c.frame.rgb, w, h, &mut dets);
             drop(det);
             match result {

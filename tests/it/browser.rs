@@ -172,6 +172,11 @@ fn the_page_lists_objects_with_their_pictures() {
 }
 
 fn chromium_shows_dog_box(d: &Daemon) {
+    chromium_shows_dog_box_at(d, "/");
+}
+
+/// [`chromium_shows_dog_box`] for the page at `path`.
+fn chromium_shows_dog_box_at(d: &Daemon, path: &str) {
     let chromium = installed(&["chromium", "chromium-browser"]);
     let profile = tempfile::tempdir().unwrap();
     let shot = profile.path().join("page.png");
@@ -203,7 +208,7 @@ fn chromium_shows_dog_box(d: &Daemon) {
                 profile.path().join(format!("profile{attempt}")).display()
             ))
             .arg(format!("--screenshot={}", shot.display()))
-            .arg(format!("http://{}/", d.addr))
+            .arg(format!("http://{}{path}", d.addr))
             .output()
             .expect("run chromium");
         err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -353,4 +358,62 @@ fn assert_shows_dog_box(shot: &Path, client: &str) {
         "{client}: the picture looks blank ({} colours)",
         colours.len()
     );
+}
+
+/// Several cameras: the page is a grid with a tile per camera, each its
+/// latest picture and a link to its own page, where the stream shows full
+/// size with its boxes.
+#[test]
+fn the_grid_shows_every_camera_and_each_camera_page_its_stream() {
+    let chromium = installed(&["chromium", "chromium-browser"]);
+    let photos = photo_dir(&["dog.jpg"]);
+    let config = format!(
+        "[model]\npath = \"{}\"\nlabels = \"{}\"\nthreads = 1\n\
+         [[camera]]\nname = \"yard\"\n[camera.source]\nuri = \"images:{}\"\nfps = 10.0\n\
+         [[camera]]\nname = \"door\"\n[camera.source]\nuri = \"test:\"\nfps = 5.0\n",
+        common::coco_model().display(),
+        common::coco_labels().display(),
+        photos.path().display(),
+    );
+    let d = start_until_dog(&config);
+    let mut dom = String::new();
+    for _ in 0..5 {
+        let profile = tempfile::tempdir().unwrap();
+        let out = Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--timeout=5000",
+                "--dump-dom",
+                "--run-all-compositor-stages-before-draw",
+            ])
+            .arg(format!(
+                "--user-data-dir={}",
+                profile.path().join("profile").display()
+            ))
+            .arg(format!("http://{}/", d.addr))
+            .output()
+            .expect("run chromium");
+        dom = String::from_utf8_lossy(&out.stdout).into_owned();
+        if dom.contains("cameras/door/snapshot.jpg") && dom.contains("fps") {
+            break;
+        }
+    }
+    for cam in ["yard", "door"] {
+        assert!(
+            dom.contains(&format!(r#"href="cameras/{cam}/""#)),
+            "no link to {cam}: {dom}"
+        );
+        assert!(dom.contains(&format!("<b>{cam}</b>")), "no tile for {cam}: {dom}");
+        assert!(
+            dom.contains(&format!("cameras/{cam}/snapshot.jpg")),
+            "no picture of {cam}: {dom}"
+        );
+    }
+    assert!(dom.contains("2 cameras"), "{dom}");
+    // One camera full size, with the dog's box, on its own page.
+    chromium_shows_dog_box_at(&d, "/cameras/yard/");
 }

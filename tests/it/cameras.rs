@@ -166,11 +166,17 @@ fn busy_cameras_share_inference_evenly_and_a_slow_one_gets_its_rate() {
     let secs = t0.elapsed().as_secs_f64();
     let [a, b, slow] = [0, 1, 2].map(|i| after[i] - before[i]);
     eprintln!("inferences in {secs:.1} s: a {a}, b {b}, slow {slow}");
-    assert!(a + b > 20.0, "a {a}, b {b}");
+    assert!(a + b > 10.0, "a {a}, b {b}");
     let share = a / (a + b);
     assert!((0.4..=0.6).contains(&share), "a {a}, b {b}: a's share {share:.2}");
-    // The slow camera is not starved by the busy ones.
-    assert!(slow / secs > 1.5, "slow camera: {slow} inferences in {secs:.1} s");
+    // The slow camera is not starved by the busy ones: it gets its 2 a
+    // second, or a third of what the interpreter made when that is less
+    // (a busy machine).
+    let fair = (2.0f64).min((a + b + slow) / secs / 3.0);
+    assert!(
+        slow / secs >= 0.75 * fair,
+        "slow camera: {slow} inferences in {secs:.1} s, its fair share {fair:.2}/s"
+    );
     let list = cameras(&d);
     let shares: Vec<f64> = list
         .iter()
