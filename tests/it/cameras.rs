@@ -48,7 +48,7 @@ fn two_live_cameras_detect_and_stream_while_a_missing_one_shows_no_signal() {
         camera("photos", &format!("images:{}", photos.path().display()), 5.0),
         camera("pattern", "test:", 5.0),
         camera("usb", "/dev/video63", 5.0),
-    );
+    ) + &camera("ipcam", "rtsp://viewer:hunter2@127.0.0.1:9/stream1", 5.0);
     let d = start(&config);
     // Each camera's reports on its own path, named.
     wait_for(90, "the dog on camera photos", || {
@@ -81,7 +81,13 @@ fn two_live_cameras_detect_and_stream_while_a_missing_one_shows_no_signal() {
             .then_some(list)
     });
     let names: Vec<&str> = list.iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["photos", "pattern", "usb"]);
+    assert_eq!(names, ["photos", "pattern", "usb", "ipcam"]);
+    // An IP camera's password is never shown (nobody listens on port 9:
+    // it is lost, like the USB camera).
+    let ipcam = list[3]["source"].as_str().unwrap();
+    assert!(ipcam.starts_with("rtsp://") && !ipcam.contains("hunter2"), "{ipcam}");
+    assert!(!String::from_utf8_lossy(&get(&d.addr, "/api/cameras").1).contains("hunter2"));
+    assert_eq!(list[3]["signal"], false);
     for c in &list[..2] {
         assert_eq!(
             (c["signal"].as_bool(), c["ready"].as_bool()),
