@@ -271,11 +271,7 @@ impl Pipeline {
         hub: Arc<Hub>,
         keep_timings: bool,
     ) -> Result<Pipeline, StartError> {
-        settings
-            .detector
-            .filter
-            .validate()
-            .map_err(InferError::Settings)?;
+        settings.detector.filter.validate().map_err(InferError::from)?;
         let workers = pool.size();
         hub.events.configure(
             settings.snapshots.clone(),
@@ -406,7 +402,7 @@ impl Pipeline {
     /// without reloading the model or dropping clients. Parts that need a
     /// restart ([`Pipeline::restart_reason`]) are ignored.
     pub fn update_live(&mut self, new: &PipelineSettings) -> Result<(), String> {
-        new.detector.filter.validate()?;
+        new.detector.filter.validate().map_err(|e| e.to_string())?;
         if new.detector.filter != self.settings.detector.filter {
             warn_unknown_labels(self.pool.labels(), &new.detector.filter);
         }
