@@ -11,6 +11,7 @@ mod capture;
 pub(crate) mod encode;
 mod fps;
 mod health;
+mod interpreter;
 pub mod layout;
 mod no_signal;
 pub mod pool;
