@@ -45,6 +45,10 @@ pub struct Timings {
     pub decode: Duration,
 }
 
+/// One interpreter with its pre- and post-processing: frame in, filtered
+/// detections out. Buffers are kept between calls so steady-state frames
+/// allocate nothing; a pool holds several to run frames in parallel, and
+/// each call may bring its camera's filter ([`Detector::detect_with`]).
 pub struct Detector {
     session: Session,
     pre: Preprocessor,

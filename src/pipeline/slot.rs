@@ -24,6 +24,10 @@ struct State {
     idle_workers: usize,
 }
 
+/// Holds only the newest frame: a new one replaces one not yet taken, so a
+/// slow worker never falls behind the camera (latency stays one frame).
+/// It also keeps spare frame buffers so capture reuses them instead of
+/// allocating.
 pub struct Slot {
     state: Mutex<State>,
     ready: Condvar,
