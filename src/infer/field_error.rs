@@ -2,10 +2,9 @@
 //! wrong with it. Callers that place settings in a larger file (the config)
 //! build their own key from `field`; everyone else sees one sentence.
 
-use std::fmt;
-
 /// One setting that failed its check.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.sentence())]
 pub struct FieldError {
     /// The sub-table the setting is in (`anchors`), when the check ran on
     /// one nested in the checked settings.
@@ -72,20 +71,17 @@ impl FieldError {
     }
 }
 
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(t) = self.table {
-            write!(f, "{t}: ")?;
-        }
+impl FieldError {
+    /// The error as one sentence, as logs and [`super::InferError`] show it.
+    fn sentence(&self) -> String {
+        let prefix = self.table.map(|t| format!("{t}: ")).unwrap_or_default();
         match self.form {
-            Form::Named => write!(f, "{} {}", self.field, self.message),
-            Form::Labelled => write!(f, "{}: {}", self.field, self.message),
-            Form::Alone => f.write_str(&self.message),
+            Form::Named => format!("{prefix}{} {}", self.field, self.message),
+            Form::Labelled => format!("{prefix}{}: {}", self.field, self.message),
+            Form::Alone => format!("{prefix}{}", self.message),
         }
     }
 }
-
-impl std::error::Error for FieldError {}
 
 impl From<FieldError> for super::InferError {
     fn from(e: FieldError) -> Self {
