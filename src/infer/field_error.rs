@@ -1,6 +1,6 @@
 //! A settings check that failed, as a value: which setting, and what is
 //! wrong with it. Callers that place settings in a larger file (the config)
-//! build their own key from `field`; everyone else sees one sentence.
+//! build their own key from [`FieldError::key`]; everyone else sees one sentence.
 
 /// One setting that failed its check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
