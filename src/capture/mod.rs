@@ -98,8 +98,9 @@ pub mod uri;
 mod util;
 pub mod v4l2;
 
-pub use resilient::{no_signal_frame, Event, Resilient};
+pub use resilient::{Event, Resilient};
 pub use uri::{SourceUri, UriError};
+pub(crate) use util::with_rgb_image;
 pub use util::{cancelled, set_cancel};
 pub use v4l2::{list_devices, DeviceInfo};
 

@@ -253,17 +253,13 @@ impl Config {
             finite_at_least("model.std", std, 0.0, true)?;
         }
         if let Err(e) = SsdDecoder::new(m.ssd.clone()) {
-            let (key, msg) = ssd_error_key(&e);
-            return Err((key, msg));
+            return Err((sub_key("model.ssd", &e.key()), e.message));
         }
 
         // [detect]
         let d = &self.detect;
         if let Err(e) = d.filter().validate() {
-            return Err(match e.split_once(" must ") {
-                Some((setting, rest)) => (format!("detect.{setting}"), format!("must {rest}")),
-                None => ("detect".into(), e),
-            });
+            return Err((sub_key("detect", &e.key()), e.message));
         }
         if !(1..=MAX_EVERY_NTH).contains(&d.every_nth) {
             return err(
@@ -683,39 +679,11 @@ fn deserialize_error(e: &toml::de::Error, text: &str, keys: &KeyMap, path: &Path
     }
 }
 
-/// Maps an [`SsdDecoder::new`] message to the `model.ssd` key it is about.
-fn ssd_error_key(e: &str) -> (String, String) {
-    const SSD: &[&str] = &[
-        "box_scales",
-        "score_activation",
-        "background_class",
-        "score_threshold",
-        "iou_threshold",
-        "max_detections",
-        "max_per_class",
-    ];
-    const ANCHORS: &[&str] = &[
-        "num_layers",
-        "min_scale",
-        "max_scale",
-        "feature_map_sizes",
-        "aspect_ratios",
-        "reduce_boxes_in_lowest_layer",
-        "interpolated_scale_aspect_ratio",
-    ];
-    let (table, fields, msg) = match e.strip_prefix("anchors: ") {
-        Some(rest) => ("model.ssd.anchors", ANCHORS, rest),
-        None => ("model.ssd", SSD, e),
-    };
-    if msg.starts_with("aspect ratio ") {
-        return (format!("{table}.aspect_ratios"), msg.to_string());
-    }
-    let first = msg.split([' ', ':', '[']).next().unwrap_or("");
-    if fields.contains(&first) {
-        let rest = msg[first.len()..].trim_start_matches(':').trim_start();
-        let rest = if rest.starts_with('[') { msg } else { rest };
-        (format!("{table}.{first}"), rest.to_string())
+/// `table.key`, or `table` itself when `key` is empty.
+fn sub_key(table: &str, key: &str) -> String {
+    if key.is_empty() {
+        table.to_string()
     } else {
-        (table.to_string(), msg.to_string())
+        format!("{table}.{key}")
     }
 }

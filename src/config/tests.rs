@@ -678,27 +678,49 @@ fn config_resolve_paths_and_check_files() {
 
 #[test]
 fn config_ssd_error_keys() {
+    let ssd_error = |edit: &dyn Fn(&mut crate::infer::ssd::SsdDecodeParams)| {
+        let mut cfg = Config::default();
+        edit(&mut cfg.model.ssd);
+        cfg.validate().unwrap_err()
+    };
     assert_eq!(
-        ssd_error_key("anchors: num_layers must be at least 1"),
+        ssd_error(&|p| {
+            p.anchors.num_layers = 0;
+            p.anchors.feature_map_sizes.clear();
+        }),
         ("model.ssd.anchors.num_layers".into(), "must be at least 1".into())
     );
     assert_eq!(
-        ssd_error_key("anchors: feature_map_sizes[2] is 0"),
+        ssd_error(&|p| p.anchors.feature_map_sizes[2] = 0),
         (
             "model.ssd.anchors.feature_map_sizes".into(),
             "feature_map_sizes[2] is 0".into()
         )
     );
     assert_eq!(
-        ssd_error_key("box_scales: 0 is not a positive number"),
+        ssd_error(&|p| p.box_scales[1] = 0.0),
         ("model.ssd.box_scales".into(), "0 is not a positive number".into())
     );
     assert_eq!(
-        ssd_error_key("anchors: need 0 < min_scale <= max_scale <= 1, got x"),
+        ssd_error(&|p| {
+            p.anchors.min_scale = 0.5;
+            p.anchors.max_scale = 0.4;
+        }),
         (
             "model.ssd.anchors".into(),
-            "need 0 < min_scale <= max_scale <= 1, got x".into()
+            "need 0 < min_scale <= max_scale <= 1, got min_scale = 0.5, max_scale = 0.4".into()
         )
+    );
+    assert_eq!(
+        ssd_error(&|p| p.anchors.aspect_ratios[1] = -2.0),
+        (
+            "model.ssd.anchors.aspect_ratios".into(),
+            "aspect ratio -2 is not a positive number".into()
+        )
+    );
+    assert_eq!(
+        ssd_error(&|p| p.iou_threshold = 2.0),
+        ("model.ssd.iou_threshold".into(), "must be in 0..=1, got 2".into())
     );
 }
 

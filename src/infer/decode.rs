@@ -185,7 +185,7 @@ impl Decoder {
                 }
                 let (boxes, scores, classes) =
                     raw_ssd_layout(outputs).ok_or_else(|| wrong("outputs are not [1,N,4] and [1,N,C]"))?;
-                let ssd = SsdDecoder::new(settings.ssd.clone()).map_err(InferError::Settings)?;
+                let ssd = SsdDecoder::new(settings.ssd.clone())?;
                 let n = outputs[boxes].shape[outputs[boxes].shape.len() - 2];
                 if ssd.num_anchors() != n {
                     return Err(wrong(&format!(

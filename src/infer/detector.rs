@@ -45,6 +45,10 @@ pub struct Timings {
     pub decode: Duration,
 }
 
+/// One interpreter with its pre- and post-processing: frame in, filtered
+/// detections out. Buffers are kept between calls so steady-state frames
+/// allocate nothing; a pool holds several to run frames in parallel, and
+/// each call may bring its camera's filter ([`Detector::detect_with`]).
 pub struct Detector {
     session: Session,
     pre: Preprocessor,
@@ -57,7 +61,7 @@ pub struct Detector {
 impl Detector {
     /// Loads the model and labels and compiles the model.
     pub fn new(rt: &'static Runtime, settings: &DetectorSettings) -> Result<Self, InferError> {
-        settings.filter.validate().map_err(InferError::Settings)?;
+        settings.filter.validate()?;
         let model = Model::load(rt, &settings.model)?;
         Self::with_model(model, settings)
     }
@@ -133,7 +137,7 @@ impl Detector {
 
     /// Replaces the filter (thresholds, label lists) without reloading.
     pub fn set_filter(&mut self, filter: FilterSettings) -> Result<(), InferError> {
-        filter.validate().map_err(InferError::Settings)?;
+        filter.validate()?;
         self.decoder.set_min_score(filter.lowest_threshold());
         self.filter = filter;
         Ok(())

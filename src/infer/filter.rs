@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::Detection;
+use super::{Detection, FieldError};
 
 /// Detection filter settings, as the config's `[filter]` table holds them.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -36,22 +36,26 @@ impl Default for FilterSettings {
 
 impl FilterSettings {
     /// Checks value ranges; the message names the offending setting.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         if !(0.0..=1.0).contains(&self.threshold) {
-            return Err(format!(
-                "threshold must be between 0 and 1, not {}",
-                self.threshold
+            return Err(FieldError::named(
+                "threshold",
+                format!("must be between 0 and 1, not {}", self.threshold),
             ));
         }
         for (label, t) in &self.label_thresholds {
             if !(0.0..=1.0).contains(t) {
-                return Err(format!(
-                    "label_thresholds.{label} must be between 0 and 1, not {t}"
+                return Err(FieldError::named(
+                    format!("label_thresholds.{label}"),
+                    format!("must be between 0 and 1, not {t}"),
                 ));
             }
         }
         if self.min_area.is_nan() || self.min_area < 0.0 {
-            return Err(format!("min_area must be 0 or more, not {}", self.min_area));
+            return Err(FieldError::named(
+                "min_area",
+                format!("must be 0 or more, not {}", self.min_area),
+            ));
         }
         Ok(())
     }
@@ -130,9 +134,14 @@ mod tests {
             threshold: 1.5,
             ..Default::default()
         };
-        assert!(f.validate().unwrap_err().contains("threshold"));
+        assert!(f.validate().unwrap_err().to_string().contains("threshold"));
         f.threshold = 0.5;
         f.label_thresholds.insert("dog".into(), -1.0);
-        assert!(f.validate().unwrap_err().contains("label_thresholds.dog"));
+        assert!(f
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("label_thresholds.dog"));
+        assert_eq!(f.validate().unwrap_err().field, "label_thresholds.dog");
     }
 }

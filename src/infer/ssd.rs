@@ -14,6 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::detection::RawDetection;
+use super::FieldError;
 
 /// Upper bound on the number of anchors we agree to generate; far above any
 /// real SSD layout, low enough that a typo cannot exhaust memory.
@@ -68,39 +69,58 @@ pub struct Anchor {
 impl AnchorParams {
     /// Checks the parameters and returns the (scale, aspect ratio) list of
     /// each layer, in the order TF tiles them within a grid cell.
-    fn box_specs(&self) -> Result<Vec<Vec<(f32, f32)>>, String> {
+    fn box_specs(&self) -> Result<Vec<Vec<(f32, f32)>>, FieldError> {
+        self.checked_specs().map_err(|e| e.within("anchors"))
+    }
+
+    fn checked_specs(&self) -> Result<Vec<Vec<(f32, f32)>>, FieldError> {
         let p = self;
         if p.num_layers == 0 {
-            return Err("anchors: num_layers must be at least 1".into());
+            return Err(FieldError::named("num_layers", "must be at least 1"));
         }
         if p.feature_map_sizes.len() != p.num_layers {
-            return Err(format!(
-                "anchors: {} feature_map_sizes given for num_layers = {}",
-                p.feature_map_sizes.len(),
-                p.num_layers
+            return Err(FieldError::alone(
+                "",
+                format!(
+                    "{} feature_map_sizes given for num_layers = {}",
+                    p.feature_map_sizes.len(),
+                    p.num_layers
+                ),
             ));
         }
         if let Some(i) = p.feature_map_sizes.iter().position(|&s| s == 0) {
-            return Err(format!("anchors: feature_map_sizes[{i}] is 0"));
+            return Err(FieldError::alone(
+                "feature_map_sizes",
+                format!("feature_map_sizes[{i}] is 0"),
+            ));
         }
         if !(p.min_scale.is_finite() && p.max_scale.is_finite())
             || p.min_scale <= 0.0
             || p.max_scale < p.min_scale
             || p.max_scale > 1.0
         {
-            return Err(format!(
-                "anchors: need 0 < min_scale <= max_scale <= 1, got min_scale = {}, max_scale = {}",
-                p.min_scale, p.max_scale
+            return Err(FieldError::alone(
+                "",
+                format!(
+                    "need 0 < min_scale <= max_scale <= 1, got min_scale = {}, max_scale = {}",
+                    p.min_scale, p.max_scale
+                ),
             ));
         }
         if p.aspect_ratios.is_empty() {
-            return Err("anchors: aspect_ratios is empty".into());
+            return Err(FieldError::named("aspect_ratios", "is empty"));
         }
         if let Some(a) = p.aspect_ratios.iter().find(|a| !(a.is_finite() && **a > 0.0)) {
-            return Err(format!("anchors: aspect ratio {a} is not a positive number"));
+            return Err(FieldError::alone(
+                "aspect_ratios",
+                format!("aspect ratio {a} is not a positive number"),
+            ));
         }
         if !p.interpolated_scale_aspect_ratio.is_finite() {
-            return Err("anchors: interpolated_scale_aspect_ratio is not finite".into());
+            return Err(FieldError::named(
+                "interpolated_scale_aspect_ratio",
+                "is not finite",
+            ));
         }
 
         // s_i = min + (max - min) * i / (L - 1), then 1.0 for the interpolated
@@ -140,7 +160,7 @@ impl AnchorParams {
                 .and_then(|cells| cells.checked_mul(layer.len()))
                 .and_then(|n| n.checked_add(total))
                 .filter(|&n| n <= MAX_ANCHORS)
-                .ok_or_else(|| format!("anchors: more than {MAX_ANCHORS} anchors"))?;
+                .ok_or_else(|| FieldError::alone("", format!("more than {MAX_ANCHORS} anchors")))?;
         }
         Ok(specs)
     }
@@ -150,7 +170,7 @@ impl AnchorParams {
 /// (`multiple_grid_anchor_generator.create_ssd_anchors`) for a square input:
 /// layer by layer, grid cells in row-major order, then each anchor of the
 /// cell. Errors on parameters that make no sense.
-pub fn generate_anchors(p: &AnchorParams) -> Result<Vec<Anchor>, String> {
+pub fn generate_anchors(p: &AnchorParams) -> Result<Vec<Anchor>, FieldError> {
     let specs = p.box_specs()?;
     let total: usize = p
         .feature_map_sizes
@@ -230,27 +250,30 @@ impl Default for SsdDecodeParams {
 }
 
 impl SsdDecodeParams {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), FieldError> {
         if let Some(s) = self.box_scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-            return Err(format!("box_scales: {s} is not a positive number"));
+            return Err(FieldError::labelled(
+                "box_scales",
+                format!("{s} is not a positive number"),
+            ));
         }
         if !(0.0..=1.0).contains(&self.score_threshold) {
-            return Err(format!(
-                "score_threshold must be in 0..=1, got {}",
-                self.score_threshold
+            return Err(FieldError::named(
+                "score_threshold",
+                format!("must be in 0..=1, got {}", self.score_threshold),
             ));
         }
         if !(0.0..=1.0).contains(&self.iou_threshold) {
-            return Err(format!(
-                "iou_threshold must be in 0..=1, got {}",
-                self.iou_threshold
+            return Err(FieldError::named(
+                "iou_threshold",
+                format!("must be in 0..=1, got {}", self.iou_threshold),
             ));
         }
         if self.max_detections == 0 {
-            return Err("max_detections must be at least 1".into());
+            return Err(FieldError::named("max_detections", "must be at least 1"));
         }
         if self.max_per_class == 0 {
-            return Err("max_per_class must be at least 1".into());
+            return Err(FieldError::named("max_per_class", "must be at least 1"));
         }
         Ok(())
     }
@@ -278,27 +301,30 @@ pub struct SsdDecoder {
 
 impl SsdDecoder {
     /// Builds the decoder, generating the anchors from `params.anchors`.
-    pub fn new(params: SsdDecodeParams) -> Result<Self, String> {
+    pub fn new(params: SsdDecodeParams) -> Result<Self, FieldError> {
         let anchors = generate_anchors(&params.anchors)?;
         Self::with_anchors(params, anchors)
     }
 
     /// Builds the decoder with anchors from elsewhere (e.g. a file shipped
     /// with the model); `params.anchors` is ignored.
-    pub fn with_anchors(params: SsdDecodeParams, anchors: Vec<Anchor>) -> Result<Self, String> {
+    pub fn with_anchors(params: SsdDecodeParams, anchors: Vec<Anchor>) -> Result<Self, FieldError> {
         params.validate()?;
         if anchors.is_empty() {
-            return Err("no anchors".into());
+            return Err(FieldError::alone("", "no anchors"));
         }
         if anchors.len() > MAX_ANCHORS {
-            return Err(format!("more than {MAX_ANCHORS} anchors"));
+            return Err(FieldError::alone("", format!("more than {MAX_ANCHORS} anchors")));
         }
         if let Some(i) = anchors.iter().position(|a| {
             !(a.cy.is_finite() && a.cx.is_finite() && a.h.is_finite() && a.w.is_finite())
                 || a.h <= 0.0
                 || a.w <= 0.0
         }) {
-            return Err(format!("anchor {i} is not a finite box with positive size"));
+            return Err(FieldError::alone(
+                "",
+                format!("anchor {i} is not a finite box with positive size"),
+            ));
         }
         Ok(Self {
             params,
@@ -757,6 +783,31 @@ mod tests {
         }];
         assert!(SsdDecoder::with_anchors(d(), flat).is_err());
         assert_eq!(SsdDecoder::new(d()).unwrap().num_anchors(), 1917);
+    }
+
+    #[test]
+    fn errors_read_as_sentences_and_name_the_setting() {
+        let e = SsdDecoder::new(SsdDecodeParams {
+            anchors: AnchorParams {
+                num_layers: 0,
+                feature_map_sizes: vec![],
+                ..AnchorParams::default()
+            },
+            ..SsdDecodeParams::default()
+        })
+        .unwrap_err();
+        assert_eq!(e.to_string(), "anchors: num_layers must be at least 1");
+        assert_eq!(
+            (e.key().as_str(), e.message.as_str()),
+            ("anchors.num_layers", "must be at least 1")
+        );
+        let e = SsdDecoder::new(SsdDecodeParams {
+            box_scales: [10.0, 0.0, 5.0, 5.0],
+            ..SsdDecodeParams::default()
+        })
+        .unwrap_err();
+        assert_eq!(e.to_string(), "box_scales: 0 is not a positive number");
+        assert_eq!(e.key(), "box_scales");
     }
 
     #[test]

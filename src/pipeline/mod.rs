@@ -7,9 +7,13 @@
 //! takes the newest frame, runs (or skips) inference, draws, encodes the
 //! JPEG once and publishes it to the hub. Frame buffers are recycled.
 
+mod capture;
 pub(crate) mod encode;
+mod fps;
 mod health;
+mod interpreter;
 pub mod layout;
+mod no_signal;
 pub mod pool;
 mod slot;
 mod worker;
@@ -19,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::capture::{self, Frame, SourceOptions, SourceUri};
+use crate::capture::{Frame, SourceOptions, SourceUri};
 use crate::config::Annotate;
 use crate::hub::Hub;
 use crate::infer::{Detection, DetectorSettings, FilterSettings, InferError, Model, Runtime};
@@ -84,7 +88,7 @@ pub(crate) struct Shared {
     pub hub: Arc<Hub>,
     pub slot: Slot,
     /// Set to stop; the capture thread's sleeps watch it too
-    /// ([`capture::set_cancel`]).
+    /// ([`crate::capture::set_cancel`]).
     pub stop: Arc<AtomicBool>,
     /// Woken on stop, out of a pacing or back-off sleep.
     pub capture_thread: std::sync::OnceLock<std::thread::Thread>,
@@ -95,7 +99,7 @@ pub(crate) struct Shared {
     pub tracking: Mutex<Tracking>,
     pub last_published: AtomicU64,
     /// Frames processed per second, whichever worker processed them.
-    pub fps: Mutex<slot::FpsMeter>,
+    pub fps: Mutex<fps::FpsMeter>,
     pub processed: AtomicU64,
     pub frame_limit: Option<u64>,
     pub timings: Option<Mutex<Vec<FrameTiming>>>,
@@ -126,7 +130,7 @@ impl Shared {
                 out: Default::default(),
             }),
             last_published: AtomicU64::new(0),
-            fps: Mutex::new(slot::FpsMeter::new()),
+            fps: Mutex::new(fps::FpsMeter::new()),
             processed: AtomicU64::new(0),
             frame_limit: settings.frame_limit,
             timings: keep_timings.then(|| Mutex::new(Vec::new())),
@@ -280,11 +284,7 @@ impl Pipeline {
         hub: Arc<Hub>,
         keep_timings: bool,
     ) -> Result<Pipeline, StartError> {
-        settings
-            .detector
-            .filter
-            .validate()
-            .map_err(InferError::Settings)?;
+        settings.detector.filter.validate().map_err(InferError::from)?;
         let workers = pool.size();
         hub.events.configure(
             settings.snapshots.clone(),
@@ -316,7 +316,7 @@ impl Pipeline {
             camera: pool::camera_id(),
             settings: settings.clone(),
         };
-        let source = capture::open_source(&settings.source, &source_opts);
+        let source = crate::capture::open_source(&settings.source, &source_opts);
         let cap_shared = shared.clone();
         let opts = settings.source_options.clone();
         // Unpaced file sources are read on demand; cameras (network ones
@@ -329,8 +329,8 @@ impl Pipeline {
         let cap_span = span();
         pipeline.spawn(format!("capture-{name}"), move || {
             let _span = cap_span.as_ref().map(|s| s.enter());
-            capture::set_cancel(cap_shared.stop.clone());
-            slot::capture_loop(source, opts, pull, workers > 1, cap_shared)
+            crate::capture::set_cancel(cap_shared.stop.clone());
+            capture::capture_loop(source, opts, pull, workers > 1, cap_shared)
         })?;
         if let Some(t) = pipeline.threads.first() {
             let _ = shared.capture_thread.set(t.thread().clone());
@@ -415,7 +415,7 @@ impl Pipeline {
     /// without reloading the model or dropping clients. Parts that need a
     /// restart ([`Pipeline::restart_reason`]) are ignored.
     pub fn update_live(&mut self, new: &PipelineSettings) -> Result<(), String> {
-        new.detector.filter.validate()?;
+        new.detector.filter.validate().map_err(|e| e.to_string())?;
         if new.detector.filter != self.settings.detector.filter {
             warn_unknown_labels(self.pool.labels(), &new.detector.filter);
         }

@@ -9,7 +9,8 @@ use bytes::Bytes;
 use image::RgbImage;
 
 use super::encode::JpegEncoder;
-use super::pool::{CameraId, InferencePool};
+use super::interpreter::{Infer, Interpreters};
+use super::pool::CameraId;
 use super::{FrameTiming, PipelineSettings, Shared};
 use crate::annotate::{draw_objects, draw_text_block, label_color, AnnotateStyle};
 use crate::config::Annotate;
@@ -63,8 +64,8 @@ fn should_infer(ws: &WorkerSettings, shared: &Shared, seq: u64) -> bool {
 /// Processes `shared`'s frames until its slot closes, borrowing an
 /// interpreter from `pool` (as camera `camera`) for each inference and
 /// keeping detections that pass `filter`.
-pub(crate) fn run(
-    pool: Arc<InferencePool>,
+pub(crate) fn run<P: Interpreters>(
+    pool: Arc<P>,
     camera: CameraId,
     mut filter: FilterSettings,
     mut ws: WorkerSettings,
@@ -405,3 +406,6 @@ fn recycle(shared: &Shared, img: RgbImage, mut jpeg: Vec<u8>, w: u32, h: u32) {
     frame.reshape(w, h);
     shared.slot.recycle(frame);
 }
+
+#[cfg(test)]
+mod tests;
