@@ -386,9 +386,10 @@ fn the_grid_shows_every_camera_and_each_camera_page_its_stream() {
                 "--disable-gpu",
                 "--no-first-run",
                 "--disable-background-networking",
-                "--timeout=5000",
+                // The grid is built by the page's script from a fetch of
+                // api/cameras: let the page's timers and fetches run first.
+                "--virtual-time-budget=3000",
                 "--dump-dom",
-                "--run-all-compositor-stages-before-draw",
             ])
             .arg(format!(
                 "--user-data-dir={}",
