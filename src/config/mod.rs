@@ -194,24 +194,6 @@ impl Config {
     /// e.g. `("detect.threshold", "must be between 0 and 1, not 1.5")`.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let err = |key: &str, msg: String| Err((key.to_string(), msg));
-        let finite_at_least = |key: &str, v: f32, min: f32, strict: bool| {
-            let ok = v.is_finite() && if strict { v > min } else { v >= min };
-            if ok {
-                Ok(())
-            } else if strict {
-                err(key, format!("must be more than {min}, not {v}"))
-            } else {
-                err(key, format!("must be {min} or more, not {v}"))
-            }
-        };
-
-        let at_most = |key: &str, v: f32, max: f32| {
-            if v <= max {
-                Ok(())
-            } else {
-                err(key, format!("must be at most {max}, not {v}"))
-            }
-        };
 
         if self.runtime.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             return err("runtime", "must not be empty".into());
@@ -319,23 +301,6 @@ impl Config {
     /// The `[source]` checks of [`Config::validate`].
     fn validate_source(&self) -> Result<(), (String, String)> {
         let err = |key: &str, msg: String| Err((key.to_string(), msg));
-        let finite_at_least = |key: &str, v: f32, min: f32, strict: bool| {
-            let ok = v.is_finite() && if strict { v > min } else { v >= min };
-            if ok {
-                Ok(())
-            } else if strict {
-                err(key, format!("must be more than {min}, not {v}"))
-            } else {
-                err(key, format!("must be {min} or more, not {v}"))
-            }
-        };
-        let at_most = |key: &str, v: f32, max: f32| {
-            if v <= max {
-                Ok(())
-            } else {
-                err(key, format!("must be at most {max}, not {v}"))
-            }
-        };
         let s = &self.source;
         if let Err(e) = s.parsed_uri() {
             return err("source.uri", e.to_string());
@@ -605,6 +570,26 @@ impl Config {
             self.http.listen,
             self.http.auth.mode.name()
         )
+    }
+}
+
+/// `v` is a finite number above `min` (`strict`) or at least `min`.
+fn finite_at_least(key: &str, v: f32, min: f32, strict: bool) -> Result<(), (String, String)> {
+    let ok = v.is_finite() && if strict { v > min } else { v >= min };
+    if ok {
+        Ok(())
+    } else if strict {
+        Err((key.to_string(), format!("must be more than {min}, not {v}")))
+    } else {
+        Err((key.to_string(), format!("must be {min} or more, not {v}")))
+    }
+}
+
+fn at_most(key: &str, v: f32, max: f32) -> Result<(), (String, String)> {
+    if v <= max {
+        Ok(())
+    } else {
+        Err((key.to_string(), format!("must be at most {max}, not {v}")))
     }
 }
 
