@@ -29,11 +29,19 @@ pub type ReloadFn = Box<dyn Fn() -> anyhow::Result<Vec<PipelineSettings>> + Send
 /// How often `STATUS=` is refreshed for `systemctl status`.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
+/// Threads the async runtime may start for blocking work (password checks,
+/// event pictures read from disk, reloads). Tokio's default is 512: a burst
+/// of slow disk reads could then take a service's whole `TasksMax=`, and
+/// the task budget ([`crate::pipeline::layout::RESERVED_THREADS`]) counts
+/// on this bound.
+pub const HTTP_BLOCKING_THREADS: usize = 3;
+
 /// The async runtime the HTTP server runs on: two worker threads are
 /// plenty, since the stream's frames are encoded once, off these threads.
 pub fn http_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(HTTP_BLOCKING_THREADS)
         .thread_name("http")
         .enable_all()
         .build()

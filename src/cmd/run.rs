@@ -164,9 +164,15 @@ fn camera_pipeline(cfg: &Config, others: usize, log: bool) -> anyhow::Result<Pip
             tracing::warn!("{key} = {asked} is more than the {cores} cores this process may use: {used}");
         }
     }
-    let room =
-        layout::thread_room().map(|r| r.saturating_sub(others * (THREADS_PER_CAMERA + chosen.workers)));
-    let layout = layout::fit_room(chosen, room).map_err(anyhow::Error::msg)?;
+    let for_others = others * (THREADS_PER_CAMERA + chosen.workers);
+    let room = layout::thread_room().map(|r| r.saturating_sub(for_others));
+    let layout = layout::fit_room(chosen, room).map_err(|e| {
+        if others == 0 {
+            anyhow::Error::msg(e)
+        } else {
+            anyhow::anyhow!("{e}; the {others} other cameras' threads ({for_others}) are already counted out")
+        }
+    })?;
     if layout != chosen && log {
         tracing::warn!("inference cut to {layout} to stay within the task limit (TasksMax=, ulimit -u)");
     }

@@ -99,7 +99,10 @@ pub fn choose(cores: usize, workers: usize, threads: usize) -> Layout {
     }
 }
 
-/// Threads kept for everything but inference: capture, HTTP, signals.
+/// Threads kept for everything but inference: the main thread, the HTTP
+/// runtime's 2 workers and at most [`crate::service::HTTP_BLOCKING_THREADS`]
+/// (3) blocking threads, the first camera's capture thread and its picture
+/// writer. The MQTT client and webhooks (one thread each) are not counted.
 pub const RESERVED_THREADS: usize = 8;
 
 /// Tasks this process may still start, when a limit is known: its cgroup's
@@ -174,7 +177,7 @@ pub fn fit_room(layout: Layout, room: Option<usize>) -> Result<Layout, String> {
     if budget == 0 {
         return Err(format!(
             "no room for inference threads: only {room} more tasks allowed \
-             (systemd TasksMax= or the cgroup's pids.max), {RESERVED_THREADS} are needed besides inference"
+             (systemd TasksMax=, the cgroup's pids.max or ulimit -u), {RESERVED_THREADS} are needed besides inference"
         ));
     }
     let mut l = layout;
