@@ -1,6 +1,9 @@
 //! RGB image -> model input tensor: SIMD resize, then normalise or quantize
-//! through a 256-entry table. Buffers are reused; nothing is allocated per
-//! frame once the first frame of a given size has been seen.
+//! through a 256-entry table. Our buffers are reused once the first frame of
+//! a given size has been seen. fast_image_resize itself still computes its
+//! filter coefficients on every call: one small vector per output row and
+//! column (600 for 300x300, counted with heaptrack). The whole 640x480 ->
+//! 300x300 resize takes about 0.3 ms on an idle AVX2 core.
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
