@@ -17,5 +17,6 @@ pub mod mqtt;
 pub mod notify;
 pub mod pipeline;
 pub mod service;
+pub mod text;
 pub mod tflite;
 pub mod track;

@@ -11,7 +11,10 @@
 
 pub mod palette;
 pub mod places;
-pub mod text;
+/// Text drawing lives at the crate's top level (capture's test pattern
+/// draws text too, and has no business with detections); it is re-exported
+/// here for the annotation code and its users.
+pub use crate::text;
 
 use image::{Rgb, RgbImage};
 use imageproc::drawing::draw_filled_rect_mut;
@@ -19,8 +22,8 @@ use imageproc::rect::Rect;
 
 use crate::infer::detection::{BBox, Detection};
 
+pub use crate::text::{draw_text, line_height, text_width, typeface, use_font, FontError, Typeface};
 pub use palette::{label_color, text_color_on};
-pub use text::{draw_text, line_height, text_width, typeface, use_font, FontError, Typeface};
 
 /// How boxes and text are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -81,7 +81,7 @@ impl TestPatternSource {
         let text = format!("edgevision test {}", self.counter);
         let y = (bars_h as i32) + 4;
         with_rgb_image(frame, |img| {
-            crate::annotate::draw_text(img, 8, y, &text, px, Rgb([255, 64, 64]));
+            crate::text::draw_text(img, 8, y, &text, px, Rgb([255, 64, 64]));
         });
     }
 }

@@ -225,14 +225,19 @@ pub fn load_pool(rt: &'static Runtime, cameras: &[PipelineSettings]) -> Result<I
 /// rate then, and the cameras now ask for more. Changing the layout would
 /// restart every camera, so a reload only says so.
 pub fn layout_outgrown(pool: &InferencePool, cameras: &[PipelineSettings]) -> Option<String> {
-    let rate = total_rate(cameras);
-    let narrowed = pool.rule().both_auto && pool.layout().workers < pool.rule().workers;
-    (narrowed && (rate == 0.0 || rate > pool.rate() * 1.05)).then(|| {
+    outgrown(pool.rule(), pool.layout(), pool.rate(), total_rate(cameras))
+}
+
+/// [`layout_outgrown`] on plain values, so it is tested without a model:
+/// the layout asked for (`rule`) and the one used, the inference rate the
+/// layout was chosen for, and the rate the cameras ask for now (0: as many
+/// as they can get).
+fn outgrown(rule: layout::Layout, used: layout::Layout, chosen_for: f64, rate: f64) -> Option<String> {
+    let narrowed = rule.both_auto && used.workers < rule.workers;
+    (narrowed && (rate == 0.0 || rate > chosen_for * 1.05)).then(|| {
         format!(
-            "the inference layout ({}) was chosen for {:.1} inferences/s and the cameras now ask for {}; \
+            "the inference layout ({used}) was chosen for {chosen_for:.1} inferences/s and the cameras now ask for {}; \
              restart the daemon (systemctl restart edgevision) to choose again",
-            pool.layout(),
-            pool.rate(),
             if rate == 0.0 {
                 "as many as they can get".to_string()
             } else {
@@ -607,5 +612,46 @@ pub(crate) mod tests {
             super::model_change(&pooled, workers, earlier, &old),
             Some("the model file was replaced")
         );
+    }
+
+    /// Started on a 2-core machine with both values automatic, the pool
+    /// kept one wide interpreter because it kept up with 10 inferences/s.
+    #[test]
+    fn a_reload_warns_when_the_cameras_outgrow_a_narrowed_layout() {
+        let (rule, wide) = (layout::choose(2, 0, 0), layout::wide(2));
+        assert_eq!((rule.workers, wide.workers), (2, 1));
+
+        let warning = outgrown(rule, wide, 10.0, 20.0).expect("a warning at twice the rate");
+        assert!(warning.contains(&format!("({wide})")), "{warning}");
+        assert!(warning.contains("chosen for 10.0 inferences/s"), "{warning}");
+        assert!(warning.contains("now ask for 20.0/s"), "{warning}");
+        assert!(warning.contains("restart the daemon"), "{warning}");
+        // An unpaced camera asks for all it can get.
+        let warning = outgrown(rule, wide, 10.0, 0.0).expect("a warning when unpaced");
+        assert!(warning.contains("as many as they can get"), "{warning}");
+
+        // As fast as before, or within 5% of it: no warning.
+        assert_eq!(outgrown(rule, wide, 10.0, 10.0), None);
+        assert_eq!(outgrown(rule, wide, 10.0, 10.4), None);
+        assert_eq!(outgrown(rule, wide, 10.0, 5.0), None);
+        // The layout asked for is the one used: nothing to choose again.
+        assert_eq!(outgrown(rule, rule, 10.0, 20.0), None);
+        // Set by hand: the start-up timing never narrowed it.
+        let manual = layout::choose(2, 2, 1);
+        assert_eq!(outgrown(manual, layout::choose(2, 1, 2), 10.0, 20.0), None);
+    }
+
+    /// What [`layout_outgrown`] compares: the cameras' rates added up, 0
+    /// once any camera is unpaced.
+    #[test]
+    fn the_cameras_rates_add_up_unless_one_is_unpaced() {
+        let mut a = settings(std::path::Path::new("m.tflite"));
+        a.source_options.fps = 10.0;
+        let mut b = a.clone();
+        b.source_options.fps = 6.0;
+        b.every_nth = 2;
+        assert_eq!(total_rate(&[a.clone(), b.clone()]), 13.0);
+        b.source_options.fps = 0.0;
+        assert_eq!(total_rate(&[a, b]), 0.0);
     }
 }

@@ -188,6 +188,13 @@ impl<T> Lender<T> {
         self.freed.notify_all();
     }
 
+    /// Workers of `camera` waiting for an item: tests wait on it to know
+    /// a worker is blocked in [`Lender::lease`].
+    #[cfg(test)]
+    pub(crate) fn waiting_for(&self, camera: CameraId) -> usize {
+        self.lock().waiting_for(camera)
+    }
+
     /// Forgets a camera that has stopped.
     pub fn forget(&self, camera: CameraId) {
         let mut s = self.lock();

@@ -63,39 +63,12 @@ fn the_page_draws_the_boxes_itself_in_client_mode() {
 /// report, each detection with its box's colour.
 #[test]
 fn the_page_lists_the_report_of_the_frame_it_shows() {
-    let chromium = installed(&["chromium", "chromium-browser"]);
     let (d, _photos) = dog_daemon();
-    // Chromium dumps the DOM when it deems the page loaded, which with a
-    // stream on the page is sometimes before the first picture was decoded:
-    // take up to five dumps, each from a fresh browser.
-    let mut dom = String::new();
-    for _ in 0..5 {
-        let profile = tempfile::tempdir().unwrap();
-        let out = Command::new(chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--timeout=10000",
-                "--dump-dom",
-                // --dump-dom alone skips rendering, and with it the image
-                // decoding the page's canvas needs; a real browser renders.
-                "--run-all-compositor-stages-before-draw",
-            ])
-            .arg(format!(
-                "--user-data-dir={}",
-                profile.path().join("profile").display()
-            ))
-            .arg(format!("http://{}/", d.addr))
-            .output()
-            .expect("run chromium");
-        dom = String::from_utf8_lossy(&out.stdout).into_owned();
-        if dom.contains(r#"class="view reading""#) {
-            break;
-        }
-    }
+    let dom = chromium_dom(
+        &format!("http://{}/", d.addr),
+        &["--timeout=10000", COMPOSITE],
+        |dom| dom.contains(r#"class="view reading""#),
+    );
     assert!(
         dom.contains(r#"class="view reading""#),
         "the canvas was never shown: {dom}"
@@ -116,39 +89,17 @@ fn the_page_lists_the_report_of_the_frame_it_shows() {
 /// picture from the daemon.
 #[test]
 fn the_page_lists_objects_with_their_pictures() {
-    let chromium = installed(&["chromium", "chromium-browser"]);
     let (d, _clip, _snaps) = crate::tracking::crossing_daemon_with_pictures();
     common::wait_for(120, "an object ended", || {
         let (_, body) = common::daemon::get(&d.addr, "/api/events/recent");
         let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
         (!v["events"].as_array()?.is_empty()).then_some(())
     });
-    let mut dom = String::new();
-    for _ in 0..5 {
-        let profile = tempfile::tempdir().unwrap();
-        let out = Command::new(chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--timeout=5000",
-                "--dump-dom",
-                "--run-all-compositor-stages-before-draw",
-            ])
-            .arg(format!(
-                "--user-data-dir={}",
-                profile.path().join("profile").display()
-            ))
-            .arg(format!("http://{}/", d.addr))
-            .output()
-            .expect("run chromium");
-        dom = String::from_utf8_lossy(&out.stdout).into_owned();
-        if dom.contains("/snapshot.jpg") {
-            break;
-        }
-    }
+    let dom = chromium_dom(
+        &format!("http://{}/", d.addr),
+        &["--timeout=5000", COMPOSITE],
+        |dom| dom.contains("/snapshot.jpg"),
+    );
     let list = dom
         .split(r#"<ul id="events">"#)
         .nth(1)
@@ -169,6 +120,52 @@ fn the_page_lists_objects_with_their_pictures() {
     let (code, jpeg) = common::daemon::get(&d.addr, &path);
     assert_eq!(code, 200, "{path}");
     assert!(image::load_from_memory(&jpeg).is_ok());
+}
+
+/// Lets the page draw what it shows: `--dump-dom` alone skips rendering,
+/// and with it the image decoding the page's canvas needs.
+const COMPOSITE: &str = "--run-all-compositor-stages-before-draw";
+
+/// The DOM of the page at `url` in headless Chromium (with `extra_args`),
+/// once `done` holds of it. Chromium dumps the DOM when it deems the page
+/// loaded, which may be before the page's script has read the stream or
+/// its fetches have come back, and a busy machine may be later still:
+/// take up to five dumps, each from a fresh browser and profile. Returns
+/// the last dump whether or not `done` held: the caller's asserts say what
+/// was missing.
+///
+/// `--virtual-time-budget` (the page's timers and fetches run before the
+/// dump) is for pages without a stream only: with `/stream.mjpg` on the
+/// page its never-ending fetch holds virtual time, and Chromium never
+/// dumps at all, `--timeout` or not.
+fn chromium_dom(url: &str, extra_args: &[&str], done: impl Fn(&str) -> bool) -> String {
+    let chromium = installed(&["chromium", "chromium-browser"]);
+    let mut dom = String::new();
+    for _ in 0..5 {
+        let profile = tempfile::tempdir().unwrap();
+        let out = Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--dump-dom",
+            ])
+            .args(extra_args)
+            .arg(format!(
+                "--user-data-dir={}",
+                profile.path().join("profile").display()
+            ))
+            .arg(url)
+            .output()
+            .expect("run chromium");
+        dom = String::from_utf8_lossy(&out.stdout).into_owned();
+        if done(&dom) {
+            break;
+        }
+    }
+    dom
 }
 
 fn chromium_shows_dog_box(d: &Daemon) {
@@ -365,7 +362,6 @@ fn assert_shows_dog_box(shot: &Path, client: &str) {
 /// size with its boxes.
 #[test]
 fn the_grid_shows_every_camera_and_each_camera_page_its_stream() {
-    let chromium = installed(&["chromium", "chromium-browser"]);
     let photos = photo_dir(&["dog.jpg"]);
     let config = format!(
         "[model]\npath = \"{}\"\nlabels = \"{}\"\nthreads = 1\n\
@@ -376,33 +372,13 @@ fn the_grid_shows_every_camera_and_each_camera_page_its_stream() {
         photos.path().display(),
     );
     let d = start_until_dog(&config);
-    let mut dom = String::new();
-    for _ in 0..5 {
-        let profile = tempfile::tempdir().unwrap();
-        let out = Command::new(chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                // The grid is built by the page's script from a fetch of
-                // api/cameras: let the page's timers and fetches run first.
-                "--virtual-time-budget=3000",
-                "--dump-dom",
-            ])
-            .arg(format!(
-                "--user-data-dir={}",
-                profile.path().join("profile").display()
-            ))
-            .arg(format!("http://{}/", d.addr))
-            .output()
-            .expect("run chromium");
-        dom = String::from_utf8_lossy(&out.stdout).into_owned();
-        if dom.contains("cameras/door/snapshot.jpg") && dom.contains("fps") {
-            break;
-        }
-    }
+    // The grid is built by the page's script from a fetch of api/cameras:
+    // let the page's timers and fetches run first.
+    let dom = chromium_dom(
+        &format!("http://{}/", d.addr),
+        &["--virtual-time-budget=3000"],
+        |dom| dom.contains("cameras/door/snapshot.jpg") && dom.contains("fps"),
+    );
     for cam in ["yard", "door"] {
         assert!(
             dom.contains(&format!(r#"href="cameras/{cam}/""#)),

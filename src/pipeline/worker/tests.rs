@@ -331,3 +331,31 @@ fn a_worker_waiting_for_an_interpreter_ends_on_stop() {
     assert!(rig.script.calls().is_empty());
     assert!(rig.shared.hub.latest_frame().is_none());
 }
+
+/// A worker that waited for an interpreter infers the newest frame, not
+/// the one it took before the wait: the wait must not add to the latency.
+#[test]
+fn after_waiting_for_an_interpreter_the_newest_frame_is_inferred() {
+    let mut rig = Rig::new(1, Script::default(), |_| {});
+    // Another camera holds the only interpreter.
+    let stop = AtomicBool::new(false);
+    let pool = rig.pool.clone();
+    let held = pool.0.lease(2, &stop).expect("the interpreter is free");
+    rig.start(1);
+    rig.put(1);
+    wait_for(
+        || rig.pool.0.waiting_for(1) == 1,
+        "the worker to wait for the interpreter with frame 1",
+    );
+    // Two frames come while it waits; the second replaces the first.
+    rig.put(2);
+    rig.put(3);
+    drop(held);
+    wait_for(|| rig.published_seq() == 3, "frame 3 to be published");
+    rig.finish();
+    assert_eq!(rig.script.seqs(), [3], "the frames inferred");
+    assert_eq!(rig.shared.hub.latest_report().unwrap().frame, 3);
+    assert_eq!(rig.processed(), 1);
+    // Frame 2 replaced in the slot, frame 1 swapped out.
+    assert_eq!(rig.shared.hub.metrics.frames_dropped.get(), 2);
+}

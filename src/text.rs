@@ -1,4 +1,5 @@
-//! Anti-aliased text from a TrueType font, drawn onto `RgbImage`s.
+//! Anti-aliased text from a TrueType font, drawn onto `RgbImage`s: the
+//! annotations' labels and panels, and the test pattern's caption.
 //!
 //! The font is read once per process ([`use_font`], or the first draw picks
 //! [`DEFAULT_FONTS`]). Glyph coverage is rasterized once per pixel size and
