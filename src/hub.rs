@@ -126,15 +126,18 @@ impl Hub {
     pub fn set_source(&self, uri: &str) {
         *self.source.lock().unwrap_or_else(|e| e.into_inner()) = crate::capture::http::redact(uri);
         *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.metrics.source_failed.set(0);
     }
 
     pub fn source(&self) -> String {
         self.source.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The source can never work, for `reason`: the camera has stopped.
+    /// The source can never work, for `reason`: the camera has stopped
+    /// (`edgevision_source_failed` 1 until [`Hub::set_source`]).
     pub fn set_failure(&self, reason: &str) {
         *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
+        self.metrics.source_failed.set(1);
     }
 
     pub fn failure(&self) -> Option<String> {

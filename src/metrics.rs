@@ -24,6 +24,7 @@ pub struct Metrics {
     pub frames_corrupt: IntCounterVec,
     pub capture_fps: GaugeVec,
     pub source_up: IntGaugeVec,
+    pub source_failed: IntGaugeVec,
     pub processing_fps: GaugeVec,
     pub inference_seconds: HistogramVec,
     pub inference_errors: IntCounterVec,
@@ -65,6 +66,7 @@ pub struct CameraMetrics {
     pub capture_fps: Gauge,
     pub processing_fps: Gauge,
     pub source_up: IntGauge,
+    pub source_failed: IntGauge,
     pub stream_clients: IntGauge,
     pub inference_seconds: Histogram,
     /// `edgevision_stage_seconds`, in the order of [`STAGES`].
@@ -209,6 +211,13 @@ impl Metrics {
                 "1 while the source delivers frames, 0 before the first and while it is lost.",
                 &[],
             ),
+            // source_up is 0 for a camera being retried too: this one says
+            // that retrying has stopped (the reason is in /api/cameras).
+            source_failed: int_gauge(
+                "edgevision_source_failed",
+                "1 once the source has said it can never work (the camera has stopped), else 0.",
+                &[],
+            ),
             processing_fps: gauge("edgevision_processing_fps", "Frames per second processed and encoded."),
             inference_errors: counter(
                 "edgevision_inference_errors_total",
@@ -332,6 +341,7 @@ impl Metrics {
             capture_fps: self.capture_fps.with_label_values(&[name]),
             processing_fps: self.processing_fps.with_label_values(&[name]),
             source_up: self.source_up.with_label_values(&[name]),
+            source_failed: self.source_failed.with_label_values(&[name]),
             stream_clients: self.stream_clients.with_label_values(&[name]),
             inference_seconds: self.inference_seconds.with_label_values(&[name]),
             stage: STAGES.map(stage),
@@ -357,6 +367,7 @@ impl Metrics {
         remove_camera_from(&self.webhook_failures, name);
         remove_camera_from(&self.webhook_dropped, name);
         remove_camera_from(&self.source_up, name);
+        remove_camera_from(&self.source_failed, name);
         remove_camera_from(&self.stream_clients, name);
         remove_camera_from(&self.objects, name);
         remove_camera_from(&self.zone_objects, name);

@@ -210,7 +210,9 @@ impl Resilient {
                 Event::End
             }
             CaptureError::Fatal(m) => {
-                tracing::error!("{}: {m}", self.inner.describe());
+                // The capture loop logs it as an error with the source;
+                // a second error line here would say the same again.
+                tracing::debug!("{}: cannot work: {m}", self.inner.describe());
                 self.inner.close();
                 self.state = State::Failed(m.clone());
                 Event::Fatal(m)

@@ -181,9 +181,20 @@ mod tests {
             Some("not a video capture device")
         );
         assert!(!hub.is_ready());
+        assert_eq!(hub.failure().as_deref(), Some("not a video capture device"));
+        assert_eq!(hub.metrics.source_up.get(), 0);
+        assert_eq!(
+            hub.metrics.source_failed.get(),
+            1,
+            "the metrics say it has stopped"
+        );
         // One no-signal frame saying why went out before the end.
         let last = shared.slot.take().expect("the no-signal frame");
         assert!(!last.signal);
         assert!(shared.slot.take().is_none(), "the slot is closed");
+        // Started again (a reload with another source): not failed until it says so.
+        hub.set_source("v4l2:/dev/video9");
+        assert_eq!(hub.failure(), None);
+        assert_eq!(hub.metrics.source_failed.get(), 0);
     }
 }

@@ -135,6 +135,15 @@ fn two_live_cameras_detect_and_stream_while_a_missing_one_shows_no_signal() {
         assert_eq!(camera_metric(&m, "edgevision_source_up", cam), Some(1.0), "{m}");
     }
     assert_eq!(camera_metric(&m, "edgevision_source_up", "usb"), Some(0.0), "{m}");
+    // A lost camera is retried, not failed: nothing says it stopped.
+    for cam in ["photos", "usb"] {
+        assert_eq!(
+            camera_metric(&m, "edgevision_source_failed", cam),
+            Some(0.0),
+            "{m}"
+        );
+    }
+    assert_eq!(list[2]["failed"], serde_json::Value::Null);
     assert!(
         m.contains("edgevision_detections_total{camera=\"photos\",label=\"dog\"}"),
         "{m}"
