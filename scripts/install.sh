@@ -24,6 +24,7 @@
 #   PREFIX/share/doc/edgevision/README.md
 #   /etc/edgevision/edgevision.toml                (never overwritten)
 #   /etc/systemd/system/edgevision.service
+#   /etc/modules-load.d/edgevision.conf           (the camera subsystems at boot)
 # and creates the system user `edgevision` (group video). Paths in the
 # config and the unit are written for PREFIX. The labels' font comes from
 # the system (Debian's fonts-dejavu-core; a note says when it is missing).
@@ -73,6 +74,7 @@ SHAREDIR="$PREFIX/share/edgevision"
 DOCDIR="$PREFIX/share/doc/edgevision"
 CONFDIR=/etc/edgevision
 UNITDIR=/etc/systemd/system
+MODLOADDIR=/etc/modules-load.d
 USER_NAME=edgevision
 MODELS=(ssd_mobilenet_v2_coco_int8.tflite ssd_mobilenet_v2_coco_quant.tflite coco_labels.txt ssd_mobilenet_v2_oidv4_fp16.tflite oidv4_labels.txt README.md)
 
@@ -97,7 +99,7 @@ uninstall() {
     if systemd_running; then
         systemctl disable --now edgevision.service >/dev/null 2>&1 || true
     fi
-    rm -f "$DESTDIR$BINDIR/edgevision" "$DESTDIR$UNITDIR/edgevision.service"
+    rm -f "$DESTDIR$BINDIR/edgevision" "$DESTDIR$UNITDIR/edgevision.service" "$DESTDIR$MODLOADDIR/edgevision.conf"
     rm -rf "$DESTDIR$LIBDIR" "$DESTDIR$SHAREDIR" "$DESTDIR$DOCDIR"
     if systemd_running; then
         systemctl daemon-reload
@@ -140,7 +142,7 @@ done
 
 # --- files --------------------------------------------------------------------------
 install -d -m 0755 "$DESTDIR$BINDIR" "$DESTDIR$LIBDIR" "$DESTDIR$SHAREDIR/models" "$DESTDIR$DOCDIR" \
-    "$DESTDIR$UNITDIR" "$DESTDIR$CONFDIR"
+    "$DESTDIR$UNITDIR" "$DESTDIR$CONFDIR" "$DESTDIR$MODLOADDIR"
 install -m 0755 "$BINARY" "$DESTDIR$BINDIR/edgevision"
 # The release build keeps debug info for profiling (57 MB; 10 MB without).
 # strip is binutils': where it is missing or does not know the architecture,
@@ -161,6 +163,7 @@ sed -e "s#/usr/bin/edgevision#$BINDIR/edgevision#g" \
     -e "s#file:///usr/share/doc/edgevision/#file://$DOCDIR/#g" \
     "$ROOT/systemd/edgevision.service" >"$DESTDIR$UNITDIR/edgevision.service"
 chmod 0644 "$DESTDIR$UNITDIR/edgevision.service"
+install -m 0644 "$ROOT/systemd/modules-load.conf" "$DESTDIR$MODLOADDIR/edgevision.conf"
 CONF="$DESTDIR$CONFDIR/edgevision.toml"
 NEW_CONF=0
 if [[ -e "$CONF" ]]; then
@@ -185,6 +188,8 @@ if [[ "$LIVE" == 1 ]]; then
     [[ "$NEW_CONF" == 0 ]] || chgrp "$USER_NAME" "$CONF"
     if systemd_running; then
         systemctl daemon-reload
+        # The camera subsystems now rather than at the next boot.
+        systemctl restart systemd-modules-load.service >/dev/null 2>&1 || true
         say "start it with: systemctl enable --now edgevision"
     fi
 fi

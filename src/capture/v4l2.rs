@@ -400,7 +400,18 @@ impl V4l2Source {
 
     fn configure(&self) -> Result<Opened, CaptureError> {
         let path = &self.path;
-        let device = Device::with_path(path).map_err(|e| io_unavailable(path, "cannot open", e))?;
+        let device = Device::with_path(path).map_err(|e| {
+            // File permissions give EACCES; EPERM on open comes from a
+            // device policy (systemd's DeviceAllow=, a container's).
+            let what = if e.raw_os_error() == Some(libc::EPERM) {
+                "cannot open (refused by a device policy: under systemd, DeviceAllow=char-video4linux is \
+                 resolved when the service starts, so a camera driver loaded later needs \
+                 `systemctl restart edgevision`)"
+            } else {
+                "cannot open"
+            };
+            io_unavailable(path, what, e)
+        })?;
         let caps = device
             .query_caps()
             .map_err(|e| io_unavailable(path, "cannot query capabilities", e))?;
