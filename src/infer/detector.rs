@@ -46,8 +46,9 @@ pub struct Timings {
 }
 
 /// One interpreter with its pre- and post-processing: frame in, filtered
-/// detections out. Buffers are kept between calls so steady-state frames
-/// allocate nothing; a pool holds several to run frames in parallel, and
+/// detections out. Its tensors and scratch buffers are kept between calls
+/// (the resize library and the label strings still allocate a little per
+/// frame: see `preprocess`); a pool holds several to run frames in parallel, and
 /// each call may bring its camera's filter ([`Detector::detect_with`]).
 pub struct Detector {
     session: Session,
